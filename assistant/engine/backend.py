@@ -1,0 +1,302 @@
+"""Thin, explicit wrapper over llama.cpp's C API (through llama-cpp-python's ctypes).
+
+We drive llama.cpp directly instead of through ``llama_cpp.Llama``: its
+``create_chat_completion`` spends a quarter of decode time in per-token Python
+work, silently falls back to another chat template, and cannot swap LoRA
+adapters on a loaded model. Everything here is one C call away from llama.h.
+
+This module imports ``llama_cpp`` at import time; the rest of the package only
+imports it lazily (CLI start-up stays fast).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as L
+
+from ..errors import ModelError
+
+log = logging.getLogger("assistant.llama")
+
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_init_lock = threading.Lock()
+_initialised = False
+_verbose = False
+_last_level = logging.DEBUG
+
+
+@L.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """Route llama.cpp's log to Python logging; silent unless verbose."""
+    global _last_level
+    lvl = _last_level if level == 5 else _GGML_LEVELS.get(level, logging.DEBUG)
+    _last_level = lvl
+    if _verbose:
+        msg = text.decode("utf-8", errors="replace").rstrip("\n")
+        if msg:
+            log.log(max(lvl, logging.INFO), "%s", msg)
+
+
+def init_backend(verbose: bool = False) -> None:
+    """Initialise llama.cpp once per process and route its log output."""
+    global _initialised, _verbose
+    _verbose = verbose
+    with _init_lock:
+        if _initialised:
+            return
+        L.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        _initialised = True
+
+
+def system_info() -> str:
+    return L.llama_print_system_info().decode("utf-8", errors="replace").strip()
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    n_ctx: int
+    n_threads: int
+    n_batch: int = 512
+    embeddings: bool = False
+    pooling: int | None = None  # LLAMA_POOLING_TYPE_*; None = the model's own
+
+
+class LlamaModel:
+    """A loaded GGUF model (weights memory-mapped)."""
+
+    def __init__(self, path: Path, *, n_gpu_layers: int = 0, use_mmap: bool = True) -> None:
+        init_backend(_verbose)
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.use_mmap = use_mmap
+        self.path = path
+        self._ptr = L.llama_model_load_from_file(str(path).encode(), params)
+        if not self._ptr:
+            raise ModelError(f"llama.cpp could not load {path}; run with --verbose to see its log")
+        self.vocab = L.llama_model_get_vocab(self._ptr)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = L.llama_model_n_ctx_train(self._ptr)
+        self.n_embd = L.llama_model_n_embd(self._ptr)
+        self.bos = L.llama_vocab_bos(self.vocab)
+        self.eos = L.llama_vocab_eos(self.vocab)
+        self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._adapters: dict[str, ctypes.c_void_p] = {}
+
+    @property
+    def ptr(self) -> ctypes.c_void_p:
+        if not self._ptr:
+            raise ModelError(f"{self.path} was already closed")
+        return self._ptr
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = L.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            L.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        raw = text.encode("utf-8")
+        cap = len(raw) + 16
+        buf = (L.llama_token * cap)()
+        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (L.llama_token * cap)()
+            n = L.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """Bytes of one token (may be a partial UTF-8 sequence)."""
+        buf = self._piece_buf
+        n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(L.llama_vocab_is_eog(self.vocab, token))
+
+    def load_adapter(self, path: Path) -> ctypes.c_void_p:
+        key = str(path)
+        if key not in self._adapters:
+            ptr = L.llama_adapter_lora_init(self.ptr, key.encode())
+            if not ptr:
+                raise ModelError(
+                    f"llama.cpp could not load the LoRA adapter {path} on {self.path.name}; "
+                    "is it a GGUF LoRA made for this base model? (--verbose shows llama.cpp's log)"
+                )
+            self._adapters[key] = ptr
+        return self._adapters[key]
+
+    def close(self) -> None:
+        if self._ptr:
+            for ptr in self._adapters.values():
+                L.llama_adapter_lora_free(ptr)
+            self._adapters.clear()
+            L.llama_model_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class LlamaContext:
+    """An inference context: KV cache plus the tokens it currently holds."""
+
+    def __init__(self, model: LlamaModel, config: ContextConfig) -> None:
+        self.model = model
+        self.config = config
+        params = L.llama_context_default_params()
+        params.n_ctx = config.n_ctx
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_batch
+        params.n_threads = config.n_threads
+        params.n_threads_batch = config.n_threads
+        params.no_perf = True
+        if config.embeddings:
+            params.embeddings = True
+            params.n_ubatch = config.n_ctx
+            params.n_batch = config.n_ctx
+            if config.pooling is not None:
+                params.pooling_type = config.pooling
+        self._ptr = L.llama_init_from_model(model.ptr, params)
+        if not self._ptr:
+            raise ModelError(
+                f"llama.cpp could not create a {config.n_ctx}-token context for {model.path.name} "
+                "(out of memory?); try a smaller --ctx"
+            )
+        self.n_ctx = L.llama_n_ctx(self._ptr)
+        self.cached: list[int] = []  # tokens whose keys/values are in the cache, in order
+        self._one = (L.llama_token * 1)()
+        self._abort = False
+        self._abort_cb = L.ggml_abort_callback(lambda _data: self._abort)
+        L.llama_set_abort_callback(self._ptr, self._abort_cb, None)
+
+    @property
+    def ptr(self) -> ctypes.c_void_p:
+        return self._ptr
+
+    def set_adapters(self, adapters: Sequence[tuple[ctypes.c_void_p, float]]) -> None:
+        n = len(adapters)
+        arr = (ctypes.c_void_p * max(n, 1))(*[a for a, _ in adapters])
+        scales = (ctypes.c_float * max(n, 1))(*[s for _, s in adapters])
+        rc = L.llama_set_adapters_lora(self._ptr, arr, n, scales)
+        if rc != 0:
+            raise ModelError(f"llama.cpp refused the LoRA adapters (error {rc})")
+        self.clear()  # cached keys/values were computed with the old weights
+
+    def clear(self) -> None:
+        L.llama_memory_clear(L.llama_get_memory(self._ptr), True)
+        self.cached = []
+
+    def keep_prefix(self, n: int) -> None:
+        """Drop cached tokens from position n on (reuse the prefix)."""
+        if n >= len(self.cached):
+            return
+        if n <= 0 or not L.llama_memory_seq_rm(L.llama_get_memory(self._ptr), -1, n, -1):
+            self.clear()
+            return
+        del self.cached[n:]
+
+    def decode(self, tokens: Sequence[int]) -> None:
+        """Evaluate tokens after the cached ones, in n_batch slices."""
+        step = self.config.n_batch
+        for i in range(0, len(tokens), step):
+            part = tokens[i : i + step]
+            arr = (L.llama_token * len(part))(*part)
+            self._check(L.llama_decode(self._ptr, L.llama_batch_get_one(arr, len(part))))
+            self.cached.extend(part)
+
+    def decode_one(self, token: int) -> None:
+        self._one[0] = token
+        self._check(L.llama_decode(self._ptr, L.llama_batch_get_one(self._one, 1)))
+        self.cached.append(token)
+
+    def _check(self, rc: int) -> None:
+        if rc == 0:
+            return
+        if rc == 1:
+            raise ModelError(f"the {self.n_ctx}-token context is full; start a new chat or raise --ctx")
+        if rc == 2:
+            raise ModelError("decoding was aborted")
+        raise ModelError(f"llama.cpp failed to decode (error {rc}); --verbose shows its log")
+
+    def logits(self) -> ctypes.Array[ctypes.c_float]:
+        ptr = L.llama_get_logits_ith(self._ptr, -1)
+        return (ctypes.c_float * self.model.n_vocab).from_address(ctypes.addressof(ptr.contents))
+
+    def close(self) -> None:
+        if self._ptr:
+            L.llama_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class Sampler:
+    """A llama.cpp sampler chain built from SamplingParams."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        min_p: float,
+        repeat_penalty: float,
+        repeat_last_n: int,
+        seed: int,
+    ) -> None:
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        self._ptr = chain
+        add = lambda s: L.llama_sampler_chain_add(chain, s)  # noqa: E731
+        if top_k > 0:
+            add(L.llama_sampler_init_top_k(top_k))
+        if repeat_penalty != 1.0 and repeat_last_n != 0:
+            add(L.llama_sampler_init_penalties(model.n_vocab, repeat_last_n, repeat_penalty, 0.0, 0.0))
+        if temperature <= 0:
+            add(L.llama_sampler_init_greedy())
+            return
+        if top_p < 1.0:
+            add(L.llama_sampler_init_top_p(top_p, 1))
+        if min_p > 0.0:
+            add(L.llama_sampler_init_min_p(min_p, 1))
+        add(L.llama_sampler_init_temp(temperature))
+        add(L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: LlamaContext) -> int:
+        """Sample the next token from the last logits (and accept it)."""
+        return int(L.llama_sampler_sample(self._ptr, ctx.ptr, -1))
+
+    def accept(self, token: int) -> None:
+        L.llama_sampler_accept(self._ptr, token)
+
+    def close(self) -> None:
+        if self._ptr:
+            L.llama_sampler_free(self._ptr)
+            self._ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        with contextlib.suppress(Exception):
+            self.close()

@@ -1,0 +1,373 @@
+"""The chat engine: load a GGUF, fit the conversation, stream the answer.
+
+Library API, no UI imports. One ``ChatModel`` per loaded model; its KV cache is
+reused across turns (only the new tail of the prompt is evaluated), LoRA
+adapters can be swapped without reloading, and generation can be cancelled
+between any two tokens from another thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, UsageError
+from ..models.archs import EMBEDDING_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES, NON_TEXT_ARCHITECTURES
+from ..models.gguf_info import GGUFInfo, read_gguf_info
+from .context import ContextReport, Message, fit_messages
+from .sampling import SamplingParams
+from .stream import TextStream
+from .template import ChatTemplate, resolve_template
+from .threads import physical_cores
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CTX = 4096
+MIN_CTX = 128
+
+
+@dataclass
+class Timings:
+    load_ms: float = 0.0
+    ttft_ms: float = 0.0  # call to first token, template + tokenize + prefill included
+    prefill_ms: float = 0.0
+    prefill_tokens: int = 0  # tokens actually evaluated (after cache reuse)
+    decode_ms: float = 0.0  # first token to last token
+    decode_tokens: int = 0
+
+    @property
+    def prefill_tps(self) -> float:
+        return self.prefill_tokens / (self.prefill_ms / 1000) if self.prefill_ms > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "load_ms": round(self.load_ms, 1),
+            "ttft_ms": round(self.ttft_ms, 1),
+            "prefill_tps": round(self.prefill_tps, 1),
+            "decode_tps": round(self.decode_tps, 1),
+        }
+
+
+@dataclass
+class ChatResult:
+    text: str
+    finish_reason: str  # "stop" (end of turn or stop string), "length", "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    context: ContextReport
+    timings: Timings
+    seed: int
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+    @property
+    def tokens_used(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ChatStream:
+    """Iterate for text deltas; ``result`` is set when the iteration ends.
+
+    ``context`` (how the conversation was fitted) is known before the first token.
+    """
+
+    def __init__(self, gen: Iterator[str], context: ContextReport) -> None:
+        self._gen = gen
+        self.context = context
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+    def text(self) -> str:
+        """Consume the stream and return the whole answer."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result.text
+
+
+def validate_chat_model(path: Path) -> GGUFInfo:
+    """Check a GGUF is a chat model llama.cpp can run, without loading it."""
+    info = read_gguf_info(path)
+    arch = info.architecture
+    if info.kind == "adapter":
+        raise ModelError(
+            f"{path.name} is a LoRA adapter (general.type=adapter), not a model; "
+            "load a base model and apply it with --lora"
+        )
+    if arch not in LLAMA_CPP_ARCHITECTURES:
+        raise ModelError(
+            f"{path.name} has architecture {arch!r}, which this llama.cpp does not know; "
+            "use a GGUF of a supported architecture (llama, qwen2, gemma, phi3, ...)"
+        )
+    if arch in EMBEDDING_ARCHITECTURES:
+        raise ModelError(
+            f"{path.name} is an embedding model ({arch}), it cannot chat; pick a chat model "
+            "(`assistant models` lists them) and use this one for the knowledge base"
+        )
+    if arch in NON_TEXT_ARCHITECTURES:
+        raise ModelError(f"{path.name} ({arch}) is not a text generation model; pick a chat model")
+    return info
+
+
+class ChatModel:
+    """A chat GGUF loaded for inference."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        chat_format: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.info = validate_chat_model(self.path)
+        trained = self.info.context_length or DEFAULT_CTX
+        if n_ctx is None:
+            n_ctx = min(DEFAULT_CTX, trained)
+        if n_ctx < MIN_CTX:
+            raise UsageError(f"context size {n_ctx} is too small; use at least {MIN_CTX} tokens")
+        if n_ctx > trained:
+            raise UsageError(
+                f"context size {n_ctx:,} exceeds the {trained:,} tokens {self.path.name} was trained for; "
+                f"use --ctx {trained} or less"
+            )
+        if n_threads is not None and n_threads < 1:
+            raise UsageError(f"threads must be >= 1, got {n_threads}")
+        gguf_template = self.info.chat_template
+        # Resolve the template before loading weights: a model without one fails fast.
+        self.template: ChatTemplate = resolve_template(
+            gguf_template=gguf_template,
+            chat_format=chat_format,
+            model_path=self.path,
+            bos_token="",
+            eos_token="",
+        )
+        self.n_threads = n_threads or physical_cores()
+
+        from . import backend  # heavy: llama_cpp
+
+        backend.init_backend(verbose)
+        t0 = time.perf_counter()
+        self._model = backend.LlamaModel(self.path)
+        self._ctx = backend.LlamaContext(
+            self._model, backend.ContextConfig(n_ctx=n_ctx, n_threads=self.n_threads)
+        )
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        self.n_ctx = self._ctx.n_ctx
+        self.template.bos_token = self._token_text(self._model.bos)
+        self.template.eos_token = self._token_text(self._model.eos)
+        self._lock = threading.Lock()
+        self.adapters: list[tuple[Path, float]] = []
+        log.debug(
+            "loaded %s in %.0f ms (ctx %d, %d threads)", self.path, self.load_ms, self.n_ctx, self.n_threads
+        )
+
+    # -- tokens ---------------------------------------------------------------
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._model.piece(token, special=True).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of plain text (no special tokens parsed, no BOS)."""
+        return self._model.tokenize(text, add_special=False, parse_special=False)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._model.detokenize(tokens)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self.template.render([m.as_dict() for m in messages], add_generation_prompt=True)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        tokens = self._model.tokenize(self.render(messages), add_special=True, parse_special=True)
+        bos = self._model.bos
+        if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
+            tokens = tokens[1:]  # the template wrote BOS itself and the tokenizer added one
+        return tokens
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def fit(self, messages: Sequence[Message], max_tokens: int) -> tuple[list[Message], ContextReport]:
+        """Fit messages into the window, reserving room for the answer."""
+        reserve = min(max_tokens, self.n_ctx // 2)
+        return fit_messages(
+            messages,
+            count=self.count_tokens,
+            tokenize=self.tokenize,
+            detokenize=self.detokenize,
+            window=self.n_ctx,
+            budget=self.n_ctx - reserve,
+        )
+
+    # -- adapters -------------------------------------------------------------
+
+    def set_adapters(self, adapters: Sequence[tuple[str | Path, float]]) -> None:
+        """Apply GGUF LoRA adapters (path, scale) at runtime; [] removes them."""
+        resolved = []
+        for p, scale in adapters:
+            path = Path(p)
+            if not path.is_file():
+                raise ModelError(f"LoRA adapter not found: {path}")
+            info = read_gguf_info(path)
+            if info.kind != "adapter":
+                raise ModelError(f"{path.name} is not a LoRA adapter (general.type={info.kind})")
+            resolved.append((path, float(scale)))
+        with self._lock:
+            ptrs = [(self._model.load_adapter(p), s) for p, s in resolved]
+            self._ctx.set_adapters(ptrs)
+            self.adapters = resolved
+
+    # -- generation -----------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> ChatStream:
+        """Stream an answer to the conversation (the last message is the user's)."""
+        params = params or SamplingParams()
+        if not messages:
+            raise UsageError("nothing to answer: the conversation is empty")
+        t_start = time.perf_counter()
+        fitted, report = self.fit(messages, params.max_tokens)
+        stream = ChatStream(iter(()), report)
+        stream._gen = self._generate(stream, fitted, params, cancel, t_start)
+        return stream
+
+    def _generate(
+        self,
+        stream: ChatStream,
+        messages: list[Message],
+        params: SamplingParams,
+        cancel: threading.Event | None,
+        t_start: float,
+    ) -> Iterator[str]:
+        from . import backend
+
+        with self._lock:
+            ctx, model = self._ctx, self._model
+            tokens = self.prompt_tokens(messages)
+            limit = self.n_ctx - 1
+            if len(tokens) > limit:  # last resort; fit() keeps us from getting here
+                tokens = tokens[-limit:]
+            # reuse the cached prefix; always evaluate at least one token for fresh logits
+            common = 0
+            for a, b in zip(ctx.cached, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
+            common = min(common, len(tokens) - 1)
+            ctx.keep_prefix(common)
+            cached = len(ctx.cached)
+            seed = params.resolved_seed()
+            sampler = backend.Sampler(
+                model,
+                temperature=params.temperature,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                min_p=params.min_p,
+                repeat_penalty=params.repeat_penalty,
+                repeat_last_n=params.repeat_last_n,
+                seed=seed,
+            )
+            timings = Timings(load_ms=self.load_ms)
+            text = TextStream(params.stop)
+            finish = "stop"
+            n_out = 0
+            try:
+                t0 = time.perf_counter()
+                ctx.decode(tokens[cached:])
+                t1 = time.perf_counter()
+                timings.prefill_ms = (t1 - t0) * 1000
+                timings.prefill_tokens = len(tokens) - cached
+                t_first = t_last = t1
+                n_samples = 0
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    token = sampler.sample(ctx)
+                    t_last = time.perf_counter()
+                    n_samples += 1
+                    if n_samples == 1:
+                        t_first = t_last
+                        timings.ttft_ms = (t_first - t_start) * 1000
+                    if model.is_eog(token) and not params.ignore_eos:
+                        break
+                    n_out += 1
+                    delta = text.feed(model.piece(token))
+                    if delta:
+                        yield delta
+                    if text.stopped:
+                        break
+                    if cancel is not None and cancel.is_set():
+                        finish = "cancelled"
+                        break
+                    if n_out >= params.max_tokens or len(ctx.cached) >= limit:
+                        finish = "length"
+                        break
+                    ctx.decode_one(token)
+                # each cycle between two samples is one decode + one sample
+                if n_samples > 1:
+                    timings.decode_ms = (t_last - t_first) * 1000
+                    timings.decode_tokens = n_samples - 1
+            finally:
+                sampler.close()
+            tail = text.flush()
+            if tail:
+                yield tail
+            stream.result = ChatResult(
+                text=text.text,
+                finish_reason=finish,
+                prompt_tokens=len(tokens),
+                completion_tokens=n_out,
+                cached_tokens=cached,
+                context=stream.context,
+                timings=timings,
+                seed=seed,
+            )
+
+    def close(self) -> None:
+        self._ctx.close()
+        self._model.close()
+
+    def __enter__(self) -> ChatModel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass
+class Conversation:
+    """A system prompt and turns, for callers that keep a chat in memory."""
+
+    system: str | None = None
+    messages: list[Message] = field(default_factory=list)
+
+    def as_messages(self) -> list[Message]:
+        head = [Message("system", self.system)] if self.system else []
+        return head + self.messages

@@ -1,0 +1,186 @@
+"""Chat templates: the Jinja template stored in the GGUF, or one named by --chat-format.
+
+We render the model's own ``tokenizer.chat_template`` the way Hugging Face does
+(sandboxed Jinja, trim_blocks, lstrip_blocks). A model without one is refused
+with a message naming ``--chat-format``: guessing a template silently is how
+users get garbage answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ChatTemplateError, UsageError
+
+# Named formats for GGUFs that lack a template (--chat-format NAME).
+BUILTIN_FORMATS: dict[str, str] = {
+    "chatml": (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}{% for m in messages %}"
+        "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    "llama2": (
+        "{% if messages[0]['role'] == 'system' %}"
+        "{% set sys = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' %}{% set msgs = messages[1:] %}"
+        "{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+        "{% for m in msgs %}{% if m['role'] == 'user' %}"
+        "{{ bos_token + '[INST] ' + (sys if loop.first else '') + m['content'] | trim + ' [/INST]' }}"
+        "{% else %}{{ ' ' + m['content'] | trim + ' ' + eos_token }}{% endif %}{% endfor %}"
+    ),
+    "mistral": (
+        "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] + '\n\n' %}"
+        "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+        "{{ bos_token }}{% for m in msgs %}{% if m['role'] == 'user' %}"
+        "{{ '[INST] ' + (sys if loop.first else '') + m['content'] + ' [/INST]' }}"
+        "{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}"
+    ),
+    "gemma": (
+        "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] + '\n\n' %}"
+        "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
+        "{{ bos_token }}{% for m in msgs %}{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
+        "{{ '<start_of_turn>' + role + '\n' + (sys if loop.first else '') + m['content'] | trim + '<end_of_turn>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    ),
+    "phi3": (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+    "zephyr": (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + eos_token + '\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+}
+
+
+def _raise_exception(message: str) -> None:
+    raise ChatTemplateError(f"the chat template refused the conversation: {message}")
+
+
+def _tojson(
+    value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False
+) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+@dataclass
+class ChatTemplate:
+    """A compiled chat template plus the special tokens it may reference."""
+
+    source: str
+    origin: str  # "gguf", a builtin name, or a file path
+    bos_token: str = ""
+    eos_token: str = ""
+
+    def __post_init__(self) -> None:
+        from jinja2 import TemplateSyntaxError
+        from jinja2.ext import loopcontrols
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = _strftime_now
+        try:
+            self._template = env.from_string(_strip_generation_tags(self.source))
+        except TemplateSyntaxError as exc:
+            raise ChatTemplateError(
+                f"the chat template from {self.origin} does not compile (line {exc.lineno}: {exc.message}); "
+                "pass --chat-format NAME or FILE.jinja"
+            ) from exc
+        self.folds_system = False
+
+    def render(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """Render messages; folds the system prompt into the first user turn if the template refuses system roles."""
+        msgs = list(messages)
+        if self.folds_system:
+            msgs = _fold_system(msgs)
+        try:
+            return self._render(msgs, add_generation_prompt)
+        except Exception as first:
+            if msgs and msgs[0].get("role") == "system" and not self.folds_system:
+                try:
+                    text = self._render(_fold_system(msgs), add_generation_prompt)
+                except Exception:
+                    raise _template_error(self.origin, first) from first
+                self.folds_system = True
+                return text
+            raise _template_error(self.origin, first) from first
+
+    def _render(self, msgs: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self._template.render(
+            messages=msgs,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+        )
+
+
+def _template_error(origin: str, exc: Exception) -> ChatTemplateError:
+    if isinstance(exc, ChatTemplateError):
+        return exc
+    return ChatTemplateError(
+        f"the chat template from {origin} failed to render ({type(exc).__name__}: {exc}); "
+        "pass --chat-format NAME or FILE.jinja to use another one"
+    )
+
+
+def _fold_system(msgs: list[dict[str, str]]) -> list[dict[str, str]]:
+    if not msgs or msgs[0].get("role") != "system":
+        return msgs
+    system, rest = msgs[0]["content"], msgs[1:]
+    if rest and rest[0].get("role") == "user":
+        return [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
+
+
+def _strip_generation_tags(source: str) -> str:
+    # HF's {% generation %} marks assistant spans for training masks; it renders its body.
+    import re
+
+    return re.sub(r"{%-?\s*(end)?generation\s*-?%}", "", source)
+
+
+def resolve_template(
+    *,
+    gguf_template: str | None,
+    chat_format: str | None,
+    model_path: Path,
+    bos_token: str,
+    eos_token: str,
+) -> ChatTemplate:
+    """The model's own template unless --chat-format names another; never a silent guess."""
+    if chat_format:
+        if chat_format in BUILTIN_FORMATS:
+            return ChatTemplate(BUILTIN_FORMATS[chat_format], chat_format, bos_token, eos_token)
+        path = Path(chat_format).expanduser()
+        if path.is_file():
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"cannot read chat template {path}: {exc}") from exc
+            return ChatTemplate(source, str(path), bos_token, eos_token)
+        if chat_format == "gguf" and gguf_template:
+            return ChatTemplate(gguf_template, "gguf", bos_token, eos_token)
+        raise UsageError(
+            f"unknown --chat-format {chat_format!r}: use one of {', '.join(sorted(BUILTIN_FORMATS))} "
+            "or the path of a .jinja file"
+        )
+    if not gguf_template:
+        raise ChatTemplateError(
+            f"{model_path.name} has no chat template (tokenizer.chat_template); pass --chat-format "
+            f"NAME ({', '.join(sorted(BUILTIN_FORMATS))}) or --chat-format FILE.jinja"
+        )
+    return ChatTemplate(gguf_template, "gguf", bos_token, eos_token)
