@@ -1,0 +1,93 @@
+"""Shared fixtures: the real default model, a scratch model home, and a CLI runner.
+
+The default model is installed into models/ by ./setup.sh (test.sh runs it first).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    path = MODELS / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run ./setup.sh (or ./test.sh, which runs it) first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_model(default_model_path: Path) -> Iterator[object]:
+    """One loaded default model for the whole session (2048-token window)."""
+    from assistant.engine import ChatModel
+
+    model = ChatModel(default_model_path, n_ctx=2048)
+    yield model
+    model.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty model home."""
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def home_with_default(home: Path, default_model_path: Path) -> Path:
+    """A model home holding the default model (a symlink, no copy)."""
+    (home / DEFAULT_MODEL_NAME).symlink_to(default_model_path)
+    return home
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _clean_env(home: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "HF_"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["HF_HOME"] = str(Path(os.environ.get("PYTEST_TMP", "/tmp")) / "assistant-tests-hf-home")
+    if home is not None:
+        env["ASSISTANT_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., CliResult]:
+    """Run the real `assistant` command in a subprocess (stdin from /dev/null unless given)."""
+
+    def run(*args: str, home: Path | None = None, input: str | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> CliResult:
+        full_env = _clean_env(home)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "assistant", *args],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            cwd=ROOT,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
