@@ -73,8 +73,13 @@ def _clean_env(home: Path | None) -> dict[str, str]:
 def run_cli() -> Callable[..., CliResult]:
     """Run the real `assistant` command in a subprocess (stdin from /dev/null unless given)."""
 
-    def run(*args: str, home: Path | None = None, input: str | None = None, timeout: float = 120,
-            env: dict[str, str] | None = None) -> CliResult:
+    def run(
+        *args: str,
+        home: Path | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> CliResult:
         full_env = _clean_env(home)
         if env:
             full_env.update(env)

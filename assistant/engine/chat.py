@@ -80,12 +80,14 @@ class ChatResult:
 class ChatStream:
     """Iterate for text deltas; ``result`` is set when the iteration ends.
 
-    ``context`` (how the conversation was fitted) is known before the first token.
+    ``context`` (how the conversation was fitted) and ``messages`` (what is
+    actually sent, after trimming) are known before the first token.
     """
 
-    def __init__(self, gen: Iterator[str], context: ContextReport) -> None:
+    def __init__(self, gen: Iterator[str], context: ContextReport, messages: list[Message]) -> None:
         self._gen = gen
         self.context = context
+        self.messages = messages
         self.result: ChatResult | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -253,7 +255,7 @@ class ChatModel:
             raise UsageError("nothing to answer: the conversation is empty")
         t_start = time.perf_counter()
         fitted, report = self.fit(messages, params.max_tokens)
-        stream = ChatStream(iter(()), report)
+        stream = ChatStream(iter(()), report, fitted)
         stream._gen = self._generate(stream, fitted, params, cancel, t_start)
         return stream
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+DROP_STEP = 4  # messages: turns leave the window two user/assistant pairs at a time
 TRUNCATION_MARKER = "\n\n[… {n} tokens cut to fit the context window …]\n\n"
 
 
@@ -89,18 +90,16 @@ def fit_messages(
     cuts = [k for k in range(1, len(turns)) if turns[k].role == "user"]
     if not cuts or cuts[-1] != len(turns) - 1:
         cuts.append(len(turns) - 1)
-    lo, hi, best = 0, len(cuts) - 1, None
-    while lo <= hi:  # smallest cut that fits: tokens fall as the cut moves later
-        mid = (lo + hi) // 2
-        n = count(system + turns[cuts[mid] :])
-        if n <= budget:
-            best, hi = mid, mid - 1
+    # Prefer cuts on a coarse grid: the cut then stays put for a few turns, so the
+    # prompt keeps its prefix and the cached keys/values are reused.
+    coarse = [k for k in cuts if k % DROP_STEP == 0]
+    for candidates in (coarse, cuts):
+        best = _smallest_fitting_cut(candidates, system, turns, count, budget)
+        if best is not None:
+            cut, n = best
+            report.dropped_messages = cut
             report.prompt_tokens = n
-        else:
-            lo = mid + 1
-    if best is not None:
-        report.dropped_messages = cuts[best]
-        return system + turns[cuts[best] :], report
+            return system + turns[cut:], report
 
     # Even the newest message alone does not fit: cut messages in the middle.
     kept = system + turns[-1:]
@@ -124,6 +123,21 @@ def fit_messages(
         report.truncated.append(Truncation(last.role, len(toks), keep))
     report.prompt_tokens = n
     return kept, report
+
+
+def _smallest_fitting_cut(
+    cuts: list[int], system: list[Message], turns: list[Message], count: Counter, budget: int
+) -> tuple[int, int] | None:
+    """Binary search: tokens fall as the cut moves later."""
+    lo, hi, best = 0, len(cuts) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        n = count(system + turns[cuts[mid] :])
+        if n <= budget:
+            best, hi = (cuts[mid], n), mid - 1
+        else:
+            lo = mid + 1
+    return best
 
 
 def _cut(msg: Message, tokens: list[int], keep: int, detokenize: Detokenize) -> Message:

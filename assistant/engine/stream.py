@@ -29,13 +29,12 @@ class TextStream:
             out, self._pending = self._pending, ""
             self.text_parts.append(out)
             return out
-        for s in self._stops:
-            i = self._pending.find(s)
-            if i >= 0:
-                self.stopped = True
-                out, self._pending = self._pending[:i], ""
-                self.text_parts.append(out)
-                return out
+        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if hits:  # the earliest stop string wins
+            self.stopped = True
+            out, self._pending = self._pending[: min(hits)], ""
+            self.text_parts.append(out)
+            return out
         cut = len(self._pending) - self._hold
         # keep back only a tail that is a prefix of some stop string
         tail_start = max(cut, 0)

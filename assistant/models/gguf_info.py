@@ -130,6 +130,7 @@ class _Cursor:
         self.pos = 0
         self.path = path
         self.size = len(buf)
+        self.short_array = SHORT_ARRAY
 
     def need(self, n: int) -> None:
         if self.pos + n > self.size:
@@ -165,7 +166,7 @@ class _Cursor:
         if vtype == _ARRAY:
             item_type = self.scalar("<I")
             length = self.scalar("<Q")
-            if length > SHORT_ARRAY:
+            if length > self.short_array:
                 self.skip_array(item_type, length)
                 return LongArray(item_type, length)
             return [self.value(item_type) for _ in range(length)]
@@ -197,8 +198,11 @@ def _type_size(type_id: int) -> tuple[str, int, int]:
     return qtype.name, block, size
 
 
-def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Parse the header of a GGUF file; raise ModelError on anything wrong."""
+def read_gguf_info(path: str | os.PathLike[str], *, full_arrays: bool = False) -> GGUFInfo:
+    """Parse the header of a GGUF file; raise ModelError on anything wrong.
+
+    Long arrays (vocabularies) are summarised as LongArray unless full_arrays.
+    """
     p = Path(path)
     if not p.exists():
         raise ModelNotFoundError(f"model file not found: {p}")
@@ -214,13 +218,15 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
                 )
             file_size = os.fstat(fh.fileno()).st_size
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(buf, p, file_size)
+                return _parse(buf, p, file_size, full_arrays)
     except PermissionError as exc:
         raise ModelError(f"cannot read {p}: permission denied") from exc
 
 
-def _parse(buf: mmap.mmap, path: Path, file_size: int) -> GGUFInfo:
+def _parse(buf: mmap.mmap, path: Path, file_size: int, full_arrays: bool = False) -> GGUFInfo:
     cur = _Cursor(buf, path)
+    if full_arrays:
+        cur.short_array = 1 << 62
     cur.pos = 4
     version = cur.scalar("<I")
     if version not in (2, 3):

@@ -1,0 +1,39 @@
+"""Every command and sub-command has help text."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+
+from assistant.cli import cli
+
+
+def walk(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from walk(cmd, (*prefix, name))
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    seen = 0
+    for path, cmd in walk(cli):
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+        assert cmd.help or cmd.short_help, f"{' '.join(path)} has no help text"
+        seen += 1
+    assert seen >= 6
+
+
+def test_root_help_lists_commands():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("ask", "chat", "models", "bench", "setup"):
+        assert name in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "assistant" in result.output

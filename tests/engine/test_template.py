@@ -1,0 +1,90 @@
+"""Chat templates: the GGUF's own, named formats, files, and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.engine.template import BUILTIN_FORMATS, ChatTemplate, resolve_template
+from assistant.errors import ChatTemplateError, UsageError
+
+MSGS = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Bye"},
+]
+
+# A template in the style of Gemma's: system messages are refused.
+STRICT = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{{ '<' + m['role'] + '>' + m['content'] }}{% endfor %}"
+)
+
+
+def test_gguf_template_of_default_model(chat_model):
+    text = chat_model.render([__import__("assistant.engine", fromlist=["Message"]).Message("user", "Hi")])
+    assert text.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>user\nHi<|im_end|>" in text
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_FORMATS))
+def test_builtin_formats_render_every_role(name):
+    t = ChatTemplate(BUILTIN_FORMATS[name], name, bos_token="<s>", eos_token="</s>")
+    text = t.render(MSGS)
+    for m in MSGS:
+        assert m["content"] in text
+    assert text.index("Hi") < text.index("Hello!") < text.index("Bye")
+
+
+def test_missing_template_names_chat_format(tmp_path):
+    with pytest.raises(ChatTemplateError) as err:
+        resolve_template(
+            gguf_template=None, chat_format=None, model_path=tmp_path / "m.gguf", bos_token="", eos_token=""
+        )
+    assert "--chat-format" in str(err.value)
+    assert "m.gguf" in str(err.value)
+
+
+def test_chat_format_overrides_and_file(tmp_path):
+    t = resolve_template(
+        gguf_template="{{ 'gguf' }}", chat_format="chatml", model_path=Path("m"), bos_token="", eos_token=""
+    )
+    assert t.origin == "chatml"
+    f = tmp_path / "t.jinja"
+    f.write_text("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}")
+    t = resolve_template(
+        gguf_template=None, chat_format=str(f), model_path=Path("m"), bos_token="", eos_token=""
+    )
+    assert t.render(MSGS[:2]) == "[system] Be brief.\n[user] Hi\n"
+
+
+def test_unknown_chat_format():
+    with pytest.raises(UsageError, match="unknown --chat-format 'nope'"):
+        resolve_template(
+            gguf_template=None, chat_format="nope", model_path=Path("m"), bos_token="", eos_token=""
+        )
+
+
+def test_syntax_error_is_reported():
+    with pytest.raises(ChatTemplateError, match="does not compile"):
+        ChatTemplate("{% for %}", "gguf")
+
+
+def test_system_folded_into_first_user_turn_when_refused():
+    t = ChatTemplate(STRICT, "gguf")
+    text = t.render(MSGS)
+    assert text.startswith("<user>Be brief.\n\nHi")
+    assert t.folds_system
+
+
+def test_template_runtime_error_is_one_clear_line():
+    t = ChatTemplate("{{ messages[5]['content'] + 1 }}", "gguf")
+    with pytest.raises(ChatTemplateError, match="failed to render"):
+        t.render([{"role": "user", "content": "x"}])
+
+
+def test_generation_tags_and_tojson():
+    t = ChatTemplate("{% generation %}{{ messages | tojson }}{% endgeneration %}", "gguf")
+    assert t.render([{"role": "user", "content": "é"}]) == '[{"role": "user", "content": "é"}]'

