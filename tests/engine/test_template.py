@@ -88,3 +88,23 @@ def test_template_runtime_error_is_one_clear_line():
 def test_generation_tags_and_tojson():
     t = ChatTemplate("{% generation %}{{ messages | tojson }}{% endgeneration %}", "gguf")
     assert t.render([{"role": "user", "content": "é"}]) == '[{"role": "user", "content": "é"}]'
+
+
+def test_system_prompt_baked_into_the_gguf(tmp_path, default_model_path):
+    """A build recipe's system_prompt (edge_assistant.system_prompt) is the default system message."""
+    from support.gguf_factory import write_tiny_llama
+
+    from assistant.engine import ChatModel, Message
+
+    path = write_tiny_llama(
+        tmp_path / "baked.gguf",
+        default_model_path,
+        extra_strings={"edge_assistant.system_prompt": "You are Support Bot."},
+    )
+    m = ChatModel(path, n_ctx=256)
+    try:
+        assert m.chat([Message("user", "hi")]).messages[0] == Message("system", "You are Support Bot.")
+        mine = m.chat([Message("system", "Mine."), Message("user", "hi")])
+        assert [x.content for x in mine.messages] == ["Mine.", "hi"]
+    finally:
+        m.close()

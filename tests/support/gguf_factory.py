@@ -49,6 +49,7 @@ def write_tiny_llama(
     n_ff: int = 128,
     context_length: int = 1024,
     seed: int = 0,
+    extra_strings: dict[str, str] | None = None,
 ) -> Path:
     """Write a small llama-layout GGUF (F32). chat_template=True keeps the source's template."""
     import gguf
@@ -80,6 +81,8 @@ def write_tiny_llama(
         w.add_chat_template(tok["tokenizer.chat_template"])
     elif isinstance(chat_template, str):
         w.add_chat_template(chat_template)
+    for key, value in (extra_strings or {}).items():
+        w.add_string(key, value)
     hd = n_embd // n_head
 
     def t(*shape: int) -> np.ndarray:

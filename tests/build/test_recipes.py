@@ -1,0 +1,112 @@
+"""The recipes that ship: build/minilm.toml (run by `assistant setup`) and the sample
+build/examples/support-bot.toml (a Hub chat model plus an adapter), on real or generated models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import cvt_models
+from bld_support import ROOT
+
+from convert.build import build_recipe
+from convert.recipe import load_recipe
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_sample_recipe_hub_chat_model_plus_adapter(tmp_path: Path, run_cli) -> None:
+    """The sample as shipped, on a tiny generated model placed in a scratch Hugging Face cache under the
+    sample's repo id (offline), and a tiny adapter in {home}/sources/support-v3."""
+    (tmp_path / "proj" / "build").mkdir(parents=True)
+    for name in ("support-bot.toml", "support-bot.txt"):
+        shutil.copy(ROOT / "build" / "examples" / name, tmp_path / "proj" / "build" / name)
+
+    hf = tmp_path / "hf"
+    repo = hf / "hub" / "models--HuggingFaceTB--SmolLM2-135M-Instruct"
+    model = cvt_models.make_decoder(repo / "snapshots" / COMMIT, tokenizer="bytelevel-smollm")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    home = tmp_path / "home"
+    adapter = cvt_models.make_adapter(home / "sources" / "support-v3", model, targets=["q_proj", "v_proj"])
+    cfg = json.loads((adapter.path / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"  # as PEFT writes it
+    (adapter.path / "adapter_config.json").write_text(json.dumps(cfg))
+
+    recipe = load_recipe(tmp_path / "proj" / "build" / "support-bot.toml", home)
+    assert recipe.base.repo == "HuggingFaceTB/SmolLM2-135M-Instruct" and recipe.base.revision == "main"
+    env = {"HF_HOME": str(hf)}
+    toml = str(tmp_path / "proj" / "build" / "support-bot.toml")
+    r = run_cli("build", toml, "--threads", "1", home=home, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "on support-bot.txt" in r.stdout and "Q4_K_M" in r.stdout
+    out = home / "support-bot.gguf"
+    lock = json.loads((home / "support-bot.gguf.lock.json").read_text())
+    assert lock["inputs"]["base"]["revision"] == {
+        "repo": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "commit": COMMIT,
+        "requested": "main",
+    }
+    assert lock["inputs"]["adapters"][0]["spec"] == "{home}/sources/support-v3"
+    assert lock["output"]["sha256"] == _sha(out)
+    from assistant.models.gguf_info import read_gguf_info
+
+    meta = read_gguf_info(out).metadata
+    record = json.loads(meta["edge_assistant.provenance"])
+    assert record["revisions"] == {"HuggingFaceTB/SmolLM2-135M-Instruct@main": COMMIT}
+    assert record["base"]["path"] == "HuggingFaceTB/SmolLM2-135M-Instruct@main"
+    assert meta["edge_assistant.system_prompt"].startswith("You are the support assistant for Acme routers.")
+
+    # verify finds the base in the Hub cache at the recorded commit and the adapter through {home}
+    r = run_cli("verify", str(out), home=home, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok      base" in r.stdout and "ok      adapter[1]" in r.stdout and "ok      recipe" in r.stdout
+    r = run_cli("build", toml, home=home, env=env)
+    assert r.returncode == 0 and "is up to date" in r.stdout
+
+
+def test_minilm_recipe_is_what_setup_runs(
+    tmp_path: Path, run_cli, minilm_src: Path, default_model_path: Path
+) -> None:
+    from assistant.models.default import MINILM_GGUF, MINILM_QUANT, minilm_gguf_current, minilm_recipe_path
+
+    recipe_path = minilm_recipe_path()
+    assert recipe_path == ROOT / "build" / "minilm.toml"
+    home = tmp_path / "home"
+    (home / "sources").mkdir(parents=True)
+    (home / "sources" / "all-MiniLM-L6-v2").symlink_to(minilm_src)  # extracted already: no download
+    assert load_recipe(recipe_path, home).quant == MINILM_QUANT
+    (home / default_model_path.name).symlink_to(default_model_path)
+
+    r = run_cli("setup", home=home)
+    assert r.returncode == 0, r.stderr
+    assert "with the recipe minilm.toml" in r.stdout and "mean cosine" in r.stdout
+    out = home / MINILM_GGUF
+    lock = json.loads((home / f"{MINILM_GGUF}.lock.json").read_text())
+    q = lock["quality"]
+    assert q["kind"] == "embedding" and q["reference"] == "F32" and q["passages"] >= 8
+    (row,) = q["rows"]
+    assert row["type"] == "F16" and row["mean_cosine"] > 0.9999 and row["min_cosine"] > 0.999
+    assert row["neighbours"] == 1.0
+    assert lock["inputs"]["base"]["spec"] == "{home}/sources/all-MiniLM-L6-v2"
+    assert minilm_gguf_current(out)
+
+    r = run_cli("setup", home=home)
+    assert r.returncode == 0 and f"ok  {MINILM_GGUF} (up to date" in r.stdout
+    r = run_cli("build", str(recipe_path), home=home)  # the recipe by hand: the same thing, nothing to do
+    assert r.returncode == 0 and "is up to date" in r.stdout
+    r = run_cli("verify", str(out), home=home)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # Another model home gets the very same bytes (knowledge bases record the model's sha256).
+    other = tmp_path / "home2"
+    (other / "sources").mkdir(parents=True)
+    (other / "sources" / "all-MiniLM-L6-v2").symlink_to(minilm_src)
+    again = build_recipe(recipe_path, other, threads=1)
+    assert _sha(again.out) == _sha(out)
