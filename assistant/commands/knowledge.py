@@ -1,0 +1,620 @@
+"""`assistant index add|sync|list|remove|stats|eval` and `assistant search`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..cli import AppContext
+    from ..knowledge.base import KnowledgeBase
+
+MODES = ("hybrid", "vector", "bm25")
+MAX_PROBLEMS_SHOWN = 30
+
+
+def kb_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--kb",
+        metavar="NAME|PATH",
+        help="Knowledge base: a name in the model home's knowledge/ or a .db path (default: knowledge/default.db).",
+    )(f)
+
+
+def embed_model_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--embed-model",
+        metavar="NAME|PATH",
+        help="Embedding model GGUF (default: the one the index was built with, else all-MiniLM-L6-v2.gguf).",
+    )(f)
+
+
+def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--threads", type=int, metavar="N", help="CPU threads (default: physical cores).")(f)
+
+
+def _open(
+    app: AppContext,
+    kb: str | None,
+    embed_model: str | None,
+    *,
+    create: bool = False,
+    readonly: bool = True,
+    need_vectors: bool = False,
+    threads: int | None = None,
+) -> KnowledgeBase:
+    from ..knowledge.base import KnowledgeBase
+
+    return KnowledgeBase.open(
+        app.home,
+        kb,
+        embed_model=embed_model,
+        create=create,
+        readonly=readonly,
+        need_vectors=need_vectors,
+        threads=threads,
+        verbose=app.verbose,
+    )
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar with ETA on a terminal (stderr); nothing otherwise."""
+    if not sys.stderr.isatty() or total <= 0:
+        yield lambda n: None
+        return
+    with click.progressbar(
+        length=total, label=label, show_eta=True, show_percent=True, file=sys.stderr, width=30
+    ) as bar:
+        yield bar.update
+
+
+def _print_problems(problems: list[Any], verbose: bool) -> None:
+    shown = problems if verbose else problems[:MAX_PROBLEMS_SHOWN]
+    for p in shown:
+        click.secho(
+            f"{p.kind:8} {p.path}: {p.message}", err=True, fg="yellow" if p.kind != "failed" else "red"
+        )
+    if len(problems) > len(shown):
+        click.secho(f"… and {len(problems) - len(shown)} more (--verbose lists all)", err=True, dim=True)
+
+
+def _summary(r: Any) -> str:
+    rate = f" ({r.tokens / r.embed_seconds:,.0f} tokens/s)" if r.embed_seconds > 0 and r.tokens else ""
+    return (
+        f"{r.added} added, {r.updated} updated, {r.unchanged} unchanged, {r.removed} removed, "
+        f"{r.skipped} skipped, {r.failed} failed; {r.documents:,} documents, {r.chunks:,} chunks, {r.tokens:,} tokens "
+        f"in {r.seconds:,.1f} s{rate}"
+    )
+
+
+@click.group("index")
+def index_group() -> None:
+    """Build and inspect a knowledge base (documents for grounded answers).
+
+    \b
+        assistant index add ~/notes docs/ --collection work
+        assistant index add corpus.jsonl          # BEIR JSONL: {"_id", "title", "text"} a line
+        assistant index sync                      # re-scan: new, changed, deleted files
+        assistant index list | stats
+        assistant index remove ~/notes/old.md
+        assistant index eval --queries q.jsonl --qrels qrels.tsv
+    """
+
+
+@index_group.command("add")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--collection", default="", metavar="NAME", help="Put these documents in a named collection.")
+@click.option("--glob", metavar="PATTERN", help="Only files whose name or relative path match (e.g. '*.md').")
+@click.option(
+    "--chunk-tokens",
+    type=click.IntRange(32, 500),
+    default=None,
+    help="Chunk size in embedding tokens (default 256).",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(0, 128),
+    default=None,
+    help="Overlap between chunks in tokens (default 32).",
+)
+@click.option(
+    "--max-file-mb",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Skip files larger than this (default 64).",
+)
+@click.option("--hidden", is_flag=True, help="Include hidden files and directories.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts and problems.")
+@kb_option
+@embed_model_option
+@threads_option
+@click.pass_obj
+def index_add(
+    app: AppContext,
+    paths: tuple[str, ...],
+    collection: str,
+    glob: str | None,
+    chunk_tokens: int | None,
+    overlap: int | None,
+    max_file_mb: int | None,
+    hidden: bool,
+    as_json: bool,
+    kb: str | None,
+    embed_model: str | None,
+    threads: int | None,
+) -> int:
+    """Add files and directories: txt, md, rst, html, pdf, code, BEIR JSONL.
+
+    Unchanged files are skipped; changed ones are re-indexed. Ctrl+C leaves the
+    index consistent and the next run continues where it stopped.
+    """
+    import os
+
+    from ..knowledge.chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
+    from ..knowledge.ingest import DEFAULT_MAX_FILE_MB, IngestOptions, Ingestor
+
+    missing = [p for p in paths if not os.path.lexists(Path(p).expanduser())]
+    if len(missing) == len(paths):
+        raise UsageError(f"{missing[0]}: no such file or directory; nothing to index")
+    base = _open(app, kb, embed_model, create=True, readonly=False, need_vectors=True, threads=threads)
+    assert base.embedder is not None
+    meta = base.store.meta()
+    opts = IngestOptions(
+        collection=collection,
+        glob=glob,
+        max_tokens=chunk_tokens or int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
+        overlap=overlap if overlap is not None else int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
+        max_file_bytes=(max_file_mb or DEFAULT_MAX_FILE_MB) << 20,
+        include_hidden=hidden,
+    )
+    try:
+        ing = Ingestor(base.store, base.embedder, opts)
+        files, total = ing.plan(paths)
+        if not files and not ing.report.problems:
+            raise UsageError(
+                "no files to index under " + ", ".join(paths) + (f" matching {glob!r}" if glob else "")
+            )
+        for p in paths:
+            rp = Path(p).expanduser()
+            if rp.exists():
+                base.store.add_root(str(rp.resolve()), collection, glob)
+        with _progress(total, "Indexing") as update:
+            ing._on_progress = update
+            try:
+                import time
+
+                t0 = time.perf_counter()
+                ing.ingest_files(files)
+                ing.report.seconds = time.perf_counter() - t0
+            except KeyboardInterrupt:
+                click.echo("", err=True)
+                click.secho(
+                    "Interrupted: what was written is consistent; run the same command again to continue.",
+                    err=True,
+                )
+                return 130
+        return _report(ing.report, base.path, as_json, app.verbose)
+    finally:
+        base.close()
+
+
+def _report(report: Any, path: Path, as_json: bool, verbose: bool) -> int:
+    if as_json:
+        click.echo(json.dumps({"kb": str(path), **report.as_dict()}, ensure_ascii=False))
+    else:
+        _print_problems(report.problems, verbose)
+        click.echo(f"{path}: {_summary(report)}")
+    return 1 if report.failed and not (report.added or report.updated or report.unchanged) else 0
+
+
+@index_group.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts and problems.")
+@kb_option
+@embed_model_option
+@threads_option
+@click.pass_obj
+def index_sync(
+    app: AppContext, as_json: bool, kb: str | None, embed_model: str | None, threads: int | None
+) -> int:
+    """Look again at every path added before: index new and changed files, remove deleted ones."""
+    from ..knowledge.chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
+    from ..knowledge.ingest import IngestOptions, Ingestor
+
+    base = _open(app, kb, embed_model, readonly=False, need_vectors=True, threads=threads)
+    assert base.embedder is not None
+    meta = base.store.meta()
+    opts = IngestOptions(
+        max_tokens=int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
+        overlap=int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
+    )
+    try:
+        ing = Ingestor(base.store, base.embedder, opts)
+        try:
+            report = ing.sync()
+        except KeyboardInterrupt:
+            click.secho("\nInterrupted: the index is consistent; run sync again to continue.", err=True)
+            return 130
+        return _report(report, base.path, as_json, app.verbose)
+    finally:
+        base.close()
+
+
+def _store(app: AppContext, kb: str | None, *, readonly: bool = True) -> Any:
+    from ..knowledge.store import KnowledgeStore, resolve_kb_path
+
+    return KnowledgeStore(resolve_kb_path(kb, app.home.knowledge_dir), create=False, readonly=readonly)
+
+
+@index_group.command("list")
+@click.option("--collection", metavar="NAME", help="Only this collection.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per document.")
+@kb_option
+@click.pass_obj
+def index_list(app: AppContext, collection: str | None, as_json: bool, kb: str | None) -> None:
+    """List the documents in a knowledge base."""
+    with _store(app, kb) as store:
+        docs = store.documents(collection=collection)
+        for d in docs:
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "doc_id": d.doc_key,
+                            "uri": d.uri,
+                            "title": d.title,
+                            "kind": d.kind,
+                            "collection": d.collection,
+                            "chunks": d.n_chunks,
+                            "tokens": d.n_tokens,
+                            "complete": d.complete,
+                            "updated_at": d.updated_at,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+            else:
+                flag = "" if d.complete else "  (incomplete: run `index add` again)"
+                coll = f" [{d.collection}]" if d.collection else ""
+                click.echo(f"{d.uri}{coll}  {d.n_chunks} chunks{flag}")
+        if not as_json:
+            click.secho(f"{len(docs)} document(s)", dim=True, err=True)
+
+
+@index_group.command("remove")
+@click.argument("targets", nargs=-1)
+@click.option("--collection", metavar="NAME", help="Remove every document of this collection.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the count removed.")
+@kb_option
+@click.pass_obj
+def index_remove(
+    app: AppContext, targets: tuple[str, ...], collection: str | None, as_json: bool, kb: str | None
+) -> int:
+    """Remove documents: by path (a directory removes everything under it), JSONL id or uri."""
+    if not targets and collection is None:
+        raise UsageError("give paths or ids to remove, or --collection NAME")
+    with _store(app, kb, readonly=False) as store:
+        doomed: dict[int, str] = {}
+        missing = []
+        for t in targets:
+            found = store.documents(prefix=str(Path(t).expanduser().resolve())) if not t.isdigit() else []
+            found += store.documents(prefix=t) if not found else []
+            if not found:
+                rows = store.execute(
+                    "SELECT id, uri FROM documents WHERE doc_key = ? OR uri = ?", (t, t)
+                ).fetchall()
+                found_ids = {r[0]: r[1] for r in rows}
+            else:
+                found_ids = {d.id: d.uri for d in found}
+            # a JSONL file removes its records
+            rows = store.execute(
+                "SELECT id, uri FROM documents WHERE source = ?", (str(Path(t).expanduser().resolve()),)
+            ).fetchall()
+            found_ids.update({r[0]: r[1] for r in rows})
+            if not found_ids:
+                missing.append(t)
+            doomed.update(found_ids)
+        if collection is not None:
+            doomed.update({d.id: d.uri for d in store.documents(collection=collection)})
+        with store.transaction() as c:
+            for doc_id in doomed:
+                # a JSONL file that lost a record is no longer "complete": adding it again restores it
+                c.execute(
+                    "UPDATE sources SET complete = 0 WHERE path = (SELECT source FROM documents WHERE id = ?)",
+                    (doc_id,),
+                )
+                store.delete_document(doc_id, c)
+            for t in targets:
+                store.remove_root(c, str(Path(t).expanduser().resolve()))
+    if as_json:
+        click.echo(json.dumps({"removed": len(doomed), "not_found": missing}))
+    else:
+        for m in missing:
+            click.secho(f"not found: {m}", err=True, fg="yellow")
+        click.echo(f"removed {len(doomed)} document(s)")
+    return 1 if missing and not doomed else 0
+
+
+@index_group.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@kb_option
+@click.pass_obj
+def index_stats(app: AppContext, as_json: bool, kb: str | None) -> None:
+    """Documents, chunks, tokens, collections, embedding model and size of a knowledge base."""
+    with _store(app, kb) as store:
+        st = store.stats()
+    if as_json:
+        click.echo(json.dumps(st, ensure_ascii=False))
+        return
+    model = st["embedding_model"]
+    click.echo(f"knowledge base   {st['path']}")
+    click.echo(
+        f"documents        {st['documents']:,}"
+        + (f" ({st['incomplete_documents']} incomplete)" if st["incomplete_documents"] else "")
+    )
+    click.echo(f"chunks           {st['chunks']:,} ({st['tokens']:,} tokens)")
+    if st["collections"]:
+        click.echo(
+            "collections      " + ", ".join(f"{k or '(none)'}: {v}" for k, v in st["collections"].items())
+        )
+    if st["kinds"]:
+        click.echo("kinds            " + ", ".join(f"{k}: {v}" for k, v in st["kinds"].items()))
+    if model:
+        click.echo(f"embedding model  {model['name']} ({model['dim']} dims, sha256 {model['sha256'][:12]}…)")
+    size = st["file_bytes"] + st["wal_bytes"]
+    per = f", {st['bytes_per_chunk']:,.0f} bytes/chunk" if st["bytes_per_chunk"] else ""
+    click.echo(f"size             {size / 1e6:,.1f} MB{per}")
+
+
+@index_group.command("eval")
+@click.option(
+    "--queries", "queries_path", required=True, type=click.Path(dir_okay=False), help="BEIR queries JSONL."
+)
+@click.option("--qrels", "qrels_path", required=True, type=click.Path(dir_okay=False), help="BEIR qrels TSV.")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    type=click.Choice([*MODES, "all"]),
+    help="Search mode(s) (default: all three).",
+)
+@click.option("--collection", metavar="NAME", help="Only search this collection.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per mode.")
+@kb_option
+@embed_model_option
+@threads_option
+@click.pass_obj
+def index_eval(
+    app: AppContext,
+    queries_path: str,
+    qrels_path: str,
+    modes: tuple[str, ...],
+    collection: str | None,
+    as_json: bool,
+    kb: str | None,
+    embed_model: str | None,
+    threads: int | None,
+) -> None:
+    """Measure retrieval on labelled data: nDCG@10, Recall@10, Recall@100, MRR@10 per mode."""
+    from ..knowledge.eval import evaluate, load_qrels, load_queries
+
+    queries = load_queries(queries_path)
+    qrels = load_qrels(qrels_path)
+    chosen = list(MODES) if not modes or "all" in modes else list(dict.fromkeys(modes))
+    base = _open(app, kb, embed_model, need_vectors=any(m != "bm25" for m in chosen), threads=threads)
+    try:
+        if not as_json:
+            click.echo(
+                f"{'mode':8} {'queries':>7} {'nDCG@10':>8} {'R@10':>7} {'R@100':>7} {'MRR@10':>7} {'ms/q':>7}"
+            )
+        for mode in chosen:
+            n = sum(1 for q in queries if q.id in qrels)
+            with _progress(n, f"eval {mode}") as update:
+                res = evaluate(
+                    base.searcher, queries, qrels, mode=mode, collection=collection, progress=update
+                )
+            if as_json:
+                click.echo(json.dumps(res.as_dict()))
+            else:
+                click.echo(
+                    f"{mode:8} {res.queries:7d} {res.ndcg_10:8.4f} {res.recall_10:7.4f} {res.recall_100:7.4f} "
+                    f"{res.mrr_10:7.4f} {res.ms_per_query:7.1f}"
+                )
+    finally:
+        base.close()
+
+
+@click.command("search")
+@click.argument("query", nargs=-1)
+@click.option(
+    "-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results."
+)
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help="Search mode.")
+@click.option("--collection", metavar="NAME", help="Only search this collection.")
+@click.option(
+    "--chunks", is_flag=True, help="Rank chunks instead of documents (a document may appear twice)."
+)
+@click.option(
+    "--queries",
+    "queries_path",
+    type=click.Path(dir_okay=False),
+    help='Batch: BEIR queries JSONL ({"_id", "text"} a line); prints one JSON line per query.',
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one object; one line per query with --queries)."
+)
+@kb_option
+@embed_model_option
+@threads_option
+@click.pass_obj
+def search_command(
+    app: AppContext,
+    query: tuple[str, ...],
+    k: int,
+    mode: str,
+    collection: str | None,
+    chunks: bool,
+    queries_path: str | None,
+    as_json: bool,
+    kb: str | None,
+    embed_model: str | None,
+    threads: int | None,
+) -> None:
+    """Search the knowledge base (documents ranked by their best chunk).
+
+    \b
+        assistant search "how do I rotate the logs" -k 5
+        assistant search --queries queries.jsonl -k 100 --mode bm25 --json
+    """
+    from ..knowledge.eval import load_queries
+
+    text = " ".join(query).strip()
+    if queries_path is None and not text:
+        raise UsageError('give a query (assistant search "...") or --queries FILE.jsonl')
+    if queries_path is not None and text:
+        raise UsageError("give either a query or --queries, not both")
+    base = _open(app, kb, embed_model, need_vectors=False, threads=threads)
+    try:
+        used = base.default_mode(mode)
+        if used != mode:
+            click.secho(f"note: keyword search only: {base.vector_unavailable}", err=True, dim=True)
+        s = base.searcher
+        if queries_path is not None:
+            qs = load_queries(queries_path)
+            for q in qs:
+                hits = (
+                    s.search(q.text, k, mode=used, collection=collection)
+                    if chunks
+                    else s.search_documents(q.text, k, mode=used, collection=collection)
+                )
+                results = [
+                    {
+                        "doc_id": h.doc_key,
+                        "chunk_id": h.chunk_id,
+                        "score": round(h.score, 6),
+                        "title": h.title,
+                        "uri": h.uri,
+                    }
+                    for h in hits
+                ]
+                click.echo(json.dumps({"query_id": q.id, "results": results}, ensure_ascii=False))
+            return
+        hits = (
+            s.search(text, k, mode=used, collection=collection)
+            if chunks
+            else s.search_documents(text, k, mode=used, collection=collection)
+        )
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "query": text,
+                        "mode": used,
+                        "results": [h.as_dict() for h in hits],
+                        "timings": {key: round(v, 2) for key, v in s.last_timings.items()},
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            return
+        if not hits:
+            click.echo("no results")
+            return
+        from ..knowledge.grounding import Source
+
+        for i, h in enumerate(hits, start=1):
+            src = Source.from_hit(i, h)
+            where = ", ".join(x for x in (h.uri, src.location) if x)
+            click.secho(f"{i}. {h.title}  ", bold=True, nl=False)
+            click.secho(f"{h.score:.4f}", dim=True)
+            click.secho(f"   {where}", fg="cyan")
+            click.echo(f"   {src.excerpt}")
+    finally:
+        base.close()
+
+
+# -- `assistant ask` with retrieval (called from commands/chat.py) ---------------------------
+
+
+def rag_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-rag, --kb, -k, --collection for `assistant ask` (they land in its **kwargs)."""
+    options = [
+        click.option("--no-rag", "no_rag", is_flag=True, help="Do not use the knowledge base."),
+        click.option(
+            "--kb",
+            "rag_kb",
+            metavar="NAME|PATH",
+            help="Knowledge base to answer from (default: knowledge/default.db when it exists).",
+        ),
+        click.option("-k", "rag_k", type=click.IntRange(1, 50), help="Sources to retrieve (default 5)."),
+        click.option("--collection", "rag_collection", metavar="NAME", help="Only use this collection."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def ground_for_ask(
+    app: AppContext,
+    chat_model: Any,
+    content: str,
+    question: str,
+    system: str | None,
+    max_tokens: int,
+    kwargs: dict[str, Any],
+) -> Any:
+    """The grounded prompt for `ask`, or None when there is no knowledge base (or --no-rag).
+
+    Pops the rag options from kwargs.
+    """
+    no_rag = kwargs.pop("no_rag", False)
+    kb = kwargs.pop("rag_kb", None)
+    k = kwargs.pop("rag_k", None)
+    collection = kwargs.pop("rag_collection", None)
+    if no_rag:
+        return None
+    from ..knowledge.base import KnowledgeBase
+    from ..knowledge.grounding import DEFAULT_BUDGET, DEFAULT_K, ground
+
+    if kb is None and not KnowledgeBase.exists(app.home):
+        return None
+    base = _open(app, kb, None)
+    try:
+        if base.store.chunk_count() == 0:
+            return None
+        count = lambda s: len(chat_model.tokenize(s))  # noqa: E731
+        reserve = min(max_tokens, chat_model.n_ctx // 2)
+        room = chat_model.n_ctx - reserve - count(content) - count(system or "") - 256
+        budget = max(128, min(DEFAULT_BUDGET, room))
+        g = ground(
+            content,
+            base,
+            count_tokens=count,
+            budget_tokens=budget,
+            k=k or DEFAULT_K,
+            collection=collection,
+            system=system,
+            search_query=question or content,
+        )
+        for note in g.notes:
+            click.secho(f"note: {note}", err=True, dim=True)
+        return g
+    finally:
+        base.close()
+
+
+def print_sources(grounded: Any) -> None:
+    from ..knowledge.grounding import format_sources
+
+    if grounded is None or not grounded.sources:
+        return
+    click.secho("\nSources:", bold=True)
+    click.echo(format_sources(grounded.sources))
