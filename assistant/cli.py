@@ -82,15 +82,38 @@ def _register() -> None:
     cli.add_command(bench.bench_command)
     cli.add_command(setup.setup_command)
 
+    from .commands import knowledge
+
+    cli.add_command(knowledge.index_group)
+    cli.add_command(knowledge.search_command)
+
+    from convert.cli import convert_adapter_command, convert_command
+
+    cli.add_command(convert_command)
+    cli.add_command(convert_adapter_command)
+
+    from .commands import build
+
+    cli.add_command(build.build_command)
+    cli.add_command(build.verify_command)
+
 
 _register()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one-line messages."""
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    run_cli(cli, "assistant", argv)
+
+
+def run_cli(command: click.Command, prog_name: str, argv: list[str] | None = None) -> None:
+    """Run a click command as a program: an AssistantError becomes one line on stderr and its
+    exit status, anything else a one-line internal error; --verbose adds the traceback.
+    Shared by `assistant` and `python -m convert`."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args
     try:
-        rv = cli.main(args=argv, prog_name="assistant", standalone_mode=False)
+        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -22,10 +23,22 @@ if TYPE_CHECKING:
     "--rounds", type=int, default=3, show_default=True, help="Alternating rounds; medians are reported."
 )
 @click.option("--no-rss", is_flag=True, help="Skip the peak-memory run of `assistant ask`.")
+@click.option(
+    "--llama-bench",
+    "llama_bench",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also run llama.cpp's llama-bench binary (same model, threads) and compare.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def bench_command(
-    app: AppContext, model: str | None, threads: int | None, rounds: int, no_rss: bool, as_json: bool
+    app: AppContext,
+    model: str | None,
+    threads: int | None,
+    rounds: int,
+    no_rss: bool,
+    llama_bench: Path | None,
+    as_json: bool,
 ) -> None:
     """Load time, prefill (512-token prompt), decode (128 tokens) and time to first token.
 
@@ -37,7 +50,14 @@ def bench_command(
 
     path = resolve_model(model, app.home)
     progress = None if as_json else (lambda msg: click.secho(msg, err=True, dim=True))
-    r = run_bench(path, threads=threads, rounds=rounds, measure_rss=not no_rss, progress=progress)
+    r = run_bench(
+        path,
+        threads=threads,
+        rounds=rounds,
+        measure_rss=not no_rss,
+        llama_bench=llama_bench,
+        progress=progress,
+    )
     if as_json:
         d = r.as_dict()
         d["date"] = date.today().isoformat()
@@ -59,5 +79,16 @@ def bench_command(
         ours, ref = getattr(r.ours, key), getattr(r.reference, key)
         ratio = f"{ours / ref:.2f}x" if ref else "-"
         click.echo(f"{label:22}{ours:>12.1f}{ref:>18.1f}{ratio:>8}")
+    ratio = f"{r.ask_decode_tps / r.reference.decode_tps:.2f}x" if r.reference.decode_tps else "-"
+    click.echo(
+        f"{'decode via ask process':22}{r.ask_decode_tps:>12.1f}{r.reference.decode_tps:>18.1f}{ratio:>8}"
+    )
+    if r.llama_bench:
+        lb = r.llama_bench
+        click.echo(
+            f"llama-bench: pp{r.n_prompt} {lb['pp_tps']:.1f}, tg{r.n_gen} {lb['tg_tps']:.1f} tokens/s; "
+            f"assistant ask decode {r.ask_decode_tps / lb['tg_tps']:.2f}x tg, "
+            f"prefill {r.ours.prefill_tps / lb['pp_tps']:.2f}x pp"
+        )
     if r.peak_rss_mb is not None:
         click.echo(f"peak RSS of `assistant ask` (4096-token window): {r.peak_rss_mb:.0f} MB")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
+from .knowledge import ground_for_ask, print_sources, rag_options
 from .options import model_options, sampling_from, sampling_options
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def stream_to(out: Any, stream: ChatStream) -> str:
 @sampling_options
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer, model, usage, timings.")
+@click.option("--ignore-eos", is_flag=True, hidden=True, help="Benchmarks: generate past end-of-turn.")
+@rag_options
 @click.pass_obj
 def ask_command(
     app: AppContext,
@@ -111,12 +114,16 @@ def ask_command(
     """
     from ..engine import Message
 
-    params = sampling_from(kwargs)
+    ignore_eos = kwargs.pop("ignore_eos", False)
+    params = sampling_from(kwargs).with_(ignore_eos=ignore_eos or None)
     content = build_question(question, read_stdin())
     if system is not None and not system.strip():
         raise UsageError("--system is empty; leave it out to use the model's default")
     chat_model = load_chat_model(app, model, n_ctx, threads, chat_format)
     messages = ([Message("system", system)] if system else []) + [Message("user", content)]
+    grounded = ground_for_ask(app, chat_model, content, " ".join(question), system, params.max_tokens, kwargs)
+    if grounded is not None:
+        messages = grounded.messages
     cancel = threading.Event()
     stream = chat_model.chat(messages, params, cancel=cancel)
     for notice in stream.context.notices():
@@ -140,6 +147,8 @@ def ask_command(
                 "tokens_used": result.tokens_used,
                 "notices": result.context.notices(),
             },
+            "sources": [src.as_dict() for src in grounded.sources] if grounded is not None else [],
+            "retrieval_ms": round(grounded.retrieval_ms, 1) if grounded is not None else None,
         }
         click.echo(json.dumps(obj, ensure_ascii=False))
     else:
@@ -147,6 +156,7 @@ def ask_command(
             sys.stdout.write("\n")
         if result.finish_reason == "length":
             click.secho("note: the answer reached --max-tokens and was cut", err=True, dim=True)
+        print_sources(grounded)
     return 130 if result.finish_reason == "cancelled" else 0
 
 
@@ -159,6 +169,9 @@ End a line with \\ to continue on the next line. Ctrl+C stops an answer, Ctrl+D 
 @model_options
 @sampling_options
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
+@click.option(
+    "-r", "--resume", metavar="ID|last", help="Reopen a saved chat: its number, or 'last' (full-screen chat)."
+)
 @click.pass_obj
 def chat_command(
     app: AppContext,
@@ -168,10 +181,38 @@ def chat_command(
     threads: int | None = None,
     chat_format: str | None = None,
     system: str | None = None,
+    resume: str | None = None,
     **kwargs: Any,
 ) -> int:
-    """Chat with a local model (the default when no command is given)."""
-    return plain_chat(app, model, n_ctx, threads, chat_format, system, kwargs)
+    """Chat with a local model (the default when no command is given).
+
+    Opens the full-screen chat when standard input and output are a terminal
+    (F1 there lists the keys); --plain, or a pipe, gives the line-based chat.
+    """
+    if plain or not _is_terminal():
+        return plain_chat(app, model, n_ctx, threads, chat_format, system, kwargs)
+    from ..tui.app import run_tui  # textual: imported only when the UI opens
+    from ..tui.options import build_options
+
+    options = build_options(
+        app.home,
+        model=model,
+        n_ctx=n_ctx,
+        threads=threads,
+        chat_format=chat_format,
+        system=system,
+        sampling=kwargs,
+        resume=resume,
+        verbose=app.verbose,
+    )
+    return run_tui(options)
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _read_message(prompt: str) -> str | None:

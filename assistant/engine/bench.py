@@ -7,8 +7,9 @@ prompt, and the report gives medians and their ratio.
 
 from __future__ import annotations
 
+import json
 import logging
-import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,8 @@ class BenchReport:
     ours: BenchFigures = field(default_factory=BenchFigures)
     reference: BenchFigures = field(default_factory=BenchFigures)
     peak_rss_mb: float | None = None
+    ask_decode_tps: float = 0.0  # decode speed reported by real `assistant ask` processes
+    llama_bench: dict[str, float] | None = None  # pp/tg tokens/s of llama.cpp's llama-bench, same run
     system: str = ""
 
     def ratio(self, name: str) -> float:
@@ -55,6 +58,12 @@ class BenchReport:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["ratios"] = {k: round(self.ratio(k), 3) for k in ("prefill_tps", "decode_tps")}
+        if self.reference.decode_tps:
+            d["ratios"]["ask_decode_tps"] = round(self.ask_decode_tps / self.reference.decode_tps, 3)
+        if self.llama_bench:
+            lb = self.llama_bench
+            d["ratios"]["ask_decode_vs_llama_bench_tg"] = round(self.ask_decode_tps / lb["tg_tps"], 3)
+            d["ratios"]["prefill_vs_llama_bench_pp"] = round(self.ours.prefill_tps / lb["pp_tps"], 3)
         return d
 
 
@@ -123,8 +132,16 @@ def _reference_round(
     )
 
 
-def peak_rss_of_ask(model_path: Path, threads: int, n_ctx: int = 4096) -> float:
-    """Peak RSS (MB) of a real `assistant ask --json` process on this model."""
+def run_ask(
+    model_path: Path,
+    threads: int,
+    *,
+    n_ctx: int = 4096,
+    max_tokens: int = 64,
+    question: str = "Name three colours.",
+    ignore_eos: bool = False,
+) -> tuple[dict, float]:
+    """Run a real `assistant ask --json` process; return its JSON and its peak RSS (MB)."""
     cmd = [
         sys.executable,
         "-m",
@@ -135,19 +152,44 @@ def peak_rss_of_ask(model_path: Path, threads: int, n_ctx: int = 4096) -> float:
         "--ctx",
         str(n_ctx),
         "-n",
-        "64",
+        str(max_tokens),
         "--json",
-        "Name three colours.",
+        question,
     ]
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    if ignore_eos:
+        cmd.append("--ignore-eos")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    # communicate() reaped the child; its rusage is gone, so read it from the accumulated children total
     if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise RuntimeError(f"assistant ask failed while measuring memory: {err.strip()}")
-    return usage.ru_maxrss / 1024  # Linux reports KiB
+        raise RuntimeError(f"assistant ask failed: {err.decode(errors='replace').strip()}")
+    return json.loads(out), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def peak_rss_of_ask(model_path: Path, threads: int, n_ctx: int = 4096) -> float:
+    """Peak RSS (MB) of a real `assistant ask --json` process on this model.
+
+    Call it before this process loads anything big: on Linux a child's peak
+    includes what it shared with its parent at fork.
+    """
+    return run_ask(model_path, threads, n_ctx=n_ctx)[1]
+
+
+def run_llama_bench(
+    binary: Path, model_path: Path, threads: int, n_prompt: int, n_gen: int, repetitions: int
+) -> dict[str, float]:
+    """llama.cpp's own llama-bench on the same model and threads: pp and tg tokens/s."""
+    cmd = [str(binary), "-m", str(model_path), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen),
+           "-r", str(repetitions), "-o", "json"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llama-bench failed: {proc.stderr.strip()[-300:]}")
+    rows = json.loads(proc.stdout)
+    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] and not r["n_gen"])
+    tg = next(r["avg_ts"] for r in rows if r["n_gen"] and not r["n_prompt"])
+    return {"pp_tps": round(pp, 1), "tg_tps": round(tg, 1)}
 
 
 def run_bench(
@@ -158,6 +200,7 @@ def run_bench(
     n_gen: int = 128,
     rounds: int = 3,
     measure_rss: bool = True,
+    llama_bench: Path | None = None,
     progress=None,
 ) -> BenchReport:
     import llama_cpp
@@ -197,7 +240,7 @@ def run_bench(
         rounds=rounds,
         system=system_info(),
     )
-    ours, ref = [], []
+    ours, ref, ask = [], [], []
     for i in range(rounds):
         if progress:
             progress(f"round {i + 1}/{rounds}")
@@ -208,6 +251,14 @@ def run_bench(
         else:
             ref.append(_reference_round(llm, tokens, short_tokens, n_gen, params))
             ours.append(_ours_round(model, prompt, short, n_gen, params))
+        obj, _ = run_ask(
+            model_path,
+            threads,
+            max_tokens=n_gen,
+            ignore_eos=True,
+            question="Write a long story about a lighthouse keeper.",
+        )
+        ask.append(obj["timings"]["decode_tps"])
 
     def med(rows: list[BenchFigures], name: str) -> float:
         return round(statistics.median(getattr(r, name) for r in rows), 1)
@@ -224,6 +275,11 @@ def run_bench(
         decode_tps=med(ref, "decode_tps"),
         ttft_ms=med(ref, "ttft_ms"),
     )
+    report.ask_decode_tps = round(statistics.median(ask), 1)
+    if llama_bench is not None:
+        if progress:
+            progress("llama-bench")
+        report.llama_bench = run_llama_bench(llama_bench, model_path, threads, n_prompt, n_gen, rounds)
     model.close()
     del llm
     report.peak_rss_mb = peak_rss

@@ -30,10 +30,23 @@ def test_every_command_has_help():
 def test_root_help_lists_commands():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for name in ("ask", "chat", "models", "bench", "setup"):
+    for name in ("ask", "chat", "models", "bench", "setup", "index", "search", "convert", "build", "verify"):
         assert name in result.output
 
 
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and "assistant" in result.output
+
+
+def test_start_up_stays_light():
+    """`assistant --help` must not pay for llama.cpp, textual or numpy (hundreds of ms each)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from assistant.cli import cli; "
+        "print(sorted(m for m in ('llama_cpp', 'textual', 'numpy', 'gguf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

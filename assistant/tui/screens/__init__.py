@@ -1,0 +1,1 @@
+"""Modal screens of the chat UI (one a file)."""
