@@ -11,13 +11,13 @@ Three figures, each next to an anchor measured in the same run:
    Target: ratio >= 0.95. `ask` is a fresh process each time; a second anchor, the engine
    alone in a warm long-lived process, isolates what the UI itself costs.
    And in one process with one loaded model, the engine's loop alone vs the same model behind
-   the (headless) UI, alternating: the cleanest view of what the UI costs (1 llama.cpp thread
-   by default, because 2 threads on 2 shared cores make decode bimodal, see BENCHMARKS.md).
+   the (headless) UI, alternating: the cleanest view of what the UI costs (threads: the
+   physical cores, as the UI uses; --threads 1 takes the other core's noise out).
 3. Peak memory (VmHWM) of the UI process with the default model after opening a
    200-message chat and answering once in it. Anchor: peak RSS of `assistant ask`.
    Target: <= 400 MB.
 
-    .venv/bin/python scripts/bench_tui.py [--rounds 3] [--samples 40] [--threads 1] [--json]
+    .venv/bin/python scripts/bench_tui.py [--rounds 3] [--samples 40] [--threads N] [--json]
 
 Nothing here uses the network. The machine is shared: run it last, and quote ratios.
 """
@@ -443,7 +443,9 @@ def ab_worker(rounds: int, threads: int) -> None:
         assert stream.result is not None
         return stream.result.timings.decode_tps
 
-    async def in_ui() -> float:
+    async def rounds_in_one_app() -> tuple[list[float], list[float]]:
+        """One app (a second Textual app in the same process does not start): a fresh chat each
+        round, and the engine alone between answers while the UI sits idle."""
         home = Home(Path(tempfile.mkdtemp(prefix="bench-tui-ab-")))
         app = AssistantApp(
             TuiOptions(home=home, model=MODEL),
@@ -451,26 +453,24 @@ def ab_worker(rounds: int, threads: int) -> None:
             retriever_factory=lambda home, verbose: NoRetriever(),
             store=ConversationStore(":memory:"),
         )
-        async with app.run_test(size=(100, 30)) as pilot:
+        engine, ui = [], []
+        async with app.run_test(size=(100, 30)):
             while app.model_state != "ready":
                 await asyncio.sleep(0.05)
             app.sampling = params
-            app.prompt.load_text(PROMPT)
-            await pilot.press("enter")
-            while app.turn is None:
-                await asyncio.sleep(0.01)
-            while app.turn is not None:
-                await asyncio.sleep(0.1)
-            return float(app.chat_log.messages[-1].meta["decode_tps"])
+            for r in range(rounds):
+                if r % 2 == 0:
+                    engine.append(plain())
+                await app.submit(PROMPT)
+                while app.turn is not None:
+                    await asyncio.sleep(0.1)
+                ui.append(float(app.chat_log.messages[-1].meta["decode_tps"]))
+                await app._new_chat()
+                if r % 2:
+                    engine.append(plain())
+        return engine, ui
 
-    engine, ui = [], []
-    for r in range(rounds):
-        if r % 2:
-            ui.append(asyncio.run(in_ui()))
-            engine.append(plain())
-        else:
-            engine.append(plain())
-            ui.append(asyncio.run(in_ui()))
+    engine, ui = asyncio.run(rounds_in_one_app())
     print(json.dumps({"engine": engine, "ui": ui}))
 
 
@@ -501,9 +501,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating decode rounds (default 3)")
     parser.add_argument("--samples", type=int, default=40, help="key presses while streaming (default 40)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for the in-process A/B")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="llama.cpp threads for the in-process A/B (default: physical cores)",
+    )
     parser.add_argument("--ab-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.threads:
+        from assistant.engine.threads import physical_cores
+
+        args.threads = physical_cores()
     if args.ab_worker:
         ab_worker(args.rounds, args.threads)
         return

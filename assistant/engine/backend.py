@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import llama_cpp as L
 
 from ..errors import ModelError
+from . import compute
 
 if TYPE_CHECKING:
     import numpy as np
@@ -229,12 +230,12 @@ class LlamaContext:
         for i in range(0, len(tokens), step):
             part = tokens[i : i + step]
             arr = (L.llama_token * len(part))(*part)
-            self._check(L.llama_decode(self._ptr, L.llama_batch_get_one(arr, len(part))))
+            self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(arr, len(part))))
             self.cached.extend(part)
 
     def decode_one(self, token: int) -> None:
         self._one[0] = token
-        self._check(L.llama_decode(self._ptr, L.llama_batch_get_one(self._one, 1)))
+        self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(self._one, 1)))
         self.cached.append(token)
 
     def _check(self, rc: int) -> None:
@@ -278,7 +279,7 @@ class LlamaContext:
             mem = L.llama_get_memory(self._ptr)
             if mem:
                 L.llama_memory_clear(mem, True)
-            self._check(L.llama_decode(self._ptr, batch))
+            self._check(compute.run(L.llama_decode, self._ptr, batch))
             nbytes = self.model.n_embd * 4
             out = []
             for sid in range(len(seqs)):
@@ -327,7 +328,7 @@ class LlamaContext:
                     batch.seq_id[i][0] = 0
                     batch.logits[i] = 1
                 batch.n_tokens = len(part)
-                self._check(L.llama_decode(self._ptr, batch))
+                self._check(compute.run(L.llama_decode, self._ptr, batch))
             finally:
                 L.llama_batch_free(batch)
             self.cached.extend(int(t) for t in part)

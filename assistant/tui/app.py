@@ -138,8 +138,12 @@ class AssistantApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "assistant"
     ENABLE_COMMAND_PALETTE = True
-    MIN_FRAME = 1 / 30  # streamed text is drawn at most this often (seconds) ...
-    FRAME_BUDGET = 0.05  # ... and slower when drawing would take more than this share of a core
+    # Streamed text is drawn at most every MIN_FRAME seconds, and less often when drawing would
+    # take more than FRAME_BUDGET of a core: with llama.cpp on every core, each millisecond the UI
+    # thread runs stalls a decode thread. 30 draws/s with a 5% budget measured 0.90x `ask`'s
+    # decode speed on 2 cores; 12 draws/s with 2.5% keeps it within 5% (docs/BENCHMARKS.md).
+    MIN_FRAME = 1 / 12
+    FRAME_BUDGET = 0.025
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),

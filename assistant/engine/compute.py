@@ -1,0 +1,59 @@
+"""One OS thread runs every llama.cpp graph in the process (no llama_cpp import here).
+
+llama.cpp's CPU backend is built with OpenMP, and libgomp keeps a team of worker
+threads for each thread that calls in. Once a second calling thread appears (a
+TUI worker after the main thread, the question embedder next to the chat), the
+first team stays alive, libgomp sees more threads than cores and throttles its
+spin-waiting, and decode slows down for the rest of the process: measured on the
+2-core dev VM with SmolLM2-135M, 2 threads, 160 tokens (2026-11-25): 127 tok/s
+from one thread, 87-98 tok/s from a second one (0.70x), 35 tok/s with
+OMP_WAIT_POLICY=active, 48 tok/s with passive. Sending every decode to one
+long-lived thread keeps a single team whatever thread the caller is on; the hop
+costs tens of microseconds against milliseconds of compute per call.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_ident: int | None = None
+
+
+def _remember_ident() -> None:
+    global _ident
+    _ident = threading.get_ident()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="llama-compute", initializer=_remember_ident
+            )
+        return _pool
+
+
+def run(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` on the compute thread; inline when already there.
+
+    If the caller is interrupted while waiting (Ctrl+C), the call still finishes
+    before the exception goes on, so llama.cpp's state and the caller's agree on
+    what was computed.
+    """
+    if threading.get_ident() == _ident:
+        return fn(*args)
+    future = _executor().submit(fn, *args)
+    try:
+        return future.result()
+    except BaseException:
+        if not future.done():
+            concurrent.futures.wait([future])
+        raise

@@ -1,0 +1,49 @@
+"""Every llama.cpp graph runs on one OS thread, whichever thread asks (see engine/compute.py:
+a second calling thread gives libgomp a second team and slows decode for the whole process)."""
+
+from __future__ import annotations
+
+import threading
+
+import llama_cpp
+
+from assistant.engine import Message, SamplingParams, backend, compute
+
+
+def test_decodes_from_any_thread_run_on_the_one_compute_thread(chat_model, monkeypatch):
+    seen: list[int] = []
+    real = llama_cpp.llama_decode
+
+    def recording(ctx, batch):
+        seen.append(threading.get_ident())
+        return real(ctx, batch)
+
+    monkeypatch.setattr(backend.L, "llama_decode", recording)
+    q = [Message("user", "Name a colour.")]
+    p = SamplingParams(temperature=0, max_tokens=6)
+    main_answer = chat_model.chat(q, p).text()
+    answers: list[str] = []
+    workers = [
+        threading.Thread(target=lambda: answers.append(chat_model.chat(q, p).text())) for _ in range(2)
+    ]
+    for t in workers:
+        t.start()
+        t.join()
+
+    assert answers == [main_answer, main_answer]  # same work, same result, from any thread
+    assert len(seen) >= 6  # prefill + tokens, three times
+    assert set(seen) == {compute._ident}
+    assert compute._ident not in {threading.get_ident(), *(t.ident for t in workers)}
+
+
+def test_an_error_inside_the_call_reaches_the_caller():
+    def boom() -> None:
+        raise ValueError("from the compute thread")
+
+    try:
+        compute.run(boom)
+    except ValueError as exc:
+        assert str(exc) == "from the compute thread"
+    else:
+        raise AssertionError("the error was lost")
+    assert compute.run(lambda a, b: a + b, 2, 3) == 5
