@@ -112,8 +112,9 @@ def ask_command(
         echo "What is GGUF?" | assistant ask
         cat notes.txt | assistant ask "Summarise this"
     """
-    from ..engine import Message
+    from ..engine import Message, compute
 
+    compute.claim_current_thread()  # all compute from this thread: no hop per token
     ignore_eos = kwargs.pop("ignore_eos", False)
     params = sampling_from(kwargs).with_(ignore_eos=ignore_eos or None)
     content = build_question(question, read_stdin())
@@ -239,8 +240,9 @@ def plain_chat(
     system: str | None,
     kwargs: dict[str, Any],
 ) -> int:
-    from ..engine import Message
+    from ..engine import Message, compute
 
+    compute.claim_current_thread()
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     params = sampling_from(kwargs)

@@ -238,6 +238,22 @@ class LlamaContext:
         self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(self._one, 1)))
         self.cached.append(token)
 
+    def step(self, token: int, sampler: Sampler) -> int:
+        """decode_one(token), then sample the next token: one trip to the compute thread per
+        generated token (sampling there too keeps the caller off the cores while llama.cpp's
+        threads are still spinning down from the decode)."""
+        self._one[0] = token
+        batch = L.llama_batch_get_one(self._one, 1)
+
+        def work() -> tuple[int, int]:
+            rc = L.llama_decode(self._ptr, batch)
+            return (rc, -1) if rc != 0 else (0, int(L.llama_sampler_sample(sampler.ptr, self._ptr, -1)))
+
+        rc, nxt = compute.run(work)
+        self._check(rc)
+        self.cached.append(token)
+        return nxt
+
     def _check(self, rc: int) -> None:
         if rc == 0:
             return
@@ -377,6 +393,10 @@ class Sampler:
             add(L.llama_sampler_init_min_p(min_p, 1))
         add(L.llama_sampler_init_temp(temperature))
         add(L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    @property
+    def ptr(self) -> ctypes.c_void_p:
+        return self._ptr
 
     def sample(self, ctx: LlamaContext) -> int:
         """Sample the next token from the last logits (and accept it)."""

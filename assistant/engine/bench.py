@@ -208,6 +208,8 @@ def run_bench(
 
     from .backend import system_info
 
+    compute.claim_current_thread()  # as `assistant ask` does
+
     params = SamplingParams()
     # Measure memory first: a child's peak RSS on Linux includes what it inherited
     # at fork, so the parent must not hold a model yet.

@@ -313,11 +313,12 @@ class ChatModel:
                 timings.prefill_tokens = len(tokens) - cached
                 t_first = t_last = t1
                 n_samples = 0
+                pending: int | None = None  # the last token, decoded together with the next sample
                 while True:
                     if cancel is not None and cancel.is_set():
                         finish = "cancelled"
                         break
-                    token = sampler.sample(ctx)
+                    token = sampler.sample(ctx) if pending is None else ctx.step(pending, sampler)
                     t_last = time.perf_counter()
                     n_samples += 1
                     if n_samples == 1:
@@ -337,7 +338,7 @@ class ChatModel:
                     if n_out >= params.max_tokens or len(ctx.cached) >= limit:
                         finish = "length"
                         break
-                    ctx.decode_one(token)
+                    pending = token
                 # each cycle between two samples is one decode + one sample
                 if n_samples > 1:
                     timings.decode_ms = (t_last - t_first) * 1000

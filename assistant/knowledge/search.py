@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import compute
 from ..errors import UsageError
 from .embed import Embedder
 from .store import FTS_TOKENIZER, KnowledgeStore
@@ -385,7 +386,8 @@ class Searcher:
         t = time.perf_counter()
         # the question is embedded (llama.cpp, GIL released) while FTS5 runs BM25 (GIL released too)
         embedder = self._need_embedder()
-        if not self.overlap_embedding:
+        # overlap only when the embedding can run on the compute thread while this one runs BM25
+        if not self.overlap_embedding or compute.on_compute_thread():
             b = self.bm25(query, depth, collection)
             t1 = time.perf_counter()
             v = self.vector(query, depth, collection)

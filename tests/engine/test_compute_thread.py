@@ -47,3 +47,31 @@ def test_an_error_inside_the_call_reaches_the_caller():
     else:
         raise AssertionError("the error was lost")
     assert compute.run(lambda a, b: a + b, 2, 3) == 5
+
+
+def test_a_command_that_computes_from_one_thread_claims_it(default_model_path):
+    """`assistant ask` claims its main thread: decodes run inline there, with no hop."""
+    import subprocess
+    import sys
+
+    code = f"""
+import threading
+import llama_cpp
+from assistant.engine import ChatModel, Message, SamplingParams, backend, compute
+assert compute.claim_current_thread()
+seen = set()
+real = llama_cpp.llama_decode
+def recording(ctx, batch):
+    seen.add(threading.get_ident())
+    return real(ctx, batch)
+backend.L.llama_decode = recording
+m = ChatModel({str(default_model_path)!r}, n_ctx=512)
+m.chat([Message("user", "Hi")], SamplingParams(temperature=0, max_tokens=4)).text()
+other = threading.Thread(target=lambda: print("claimed-by-other:", compute.claim_current_thread()))
+other.start(); other.join()
+print("inline:", seen == {{threading.get_ident()}})
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "inline: True" in out.stdout
+    assert "claimed-by-other: False" in out.stdout
