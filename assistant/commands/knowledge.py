@@ -51,8 +51,10 @@ def _open(
     need_vectors: bool = False,
     threads: int | None = None,
 ) -> KnowledgeBase:
+    from ..engine import compute
     from ..knowledge.base import KnowledgeBase
 
+    compute.claim_current_thread()  # a CLI command embeds from this thread only: no hop per text
     return KnowledgeBase.open(
         app.home,
         kb,
