@@ -218,6 +218,8 @@ def run_bench(
         if progress:
             progress("peak memory of assistant ask")
         peak_rss = round(peak_rss_of_ask(model_path, threads or 0), 1)
+    # warm-up load: llama.cpp's backend initialisation and the page cache then favour neither side
+    ChatModel(model_path, n_threads=threads).close()
     t0 = time.perf_counter()
     model = ChatModel(model_path, n_threads=threads)
     load_ours = (time.perf_counter() - t0) * 1000

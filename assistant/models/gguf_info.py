@@ -124,6 +124,9 @@ class GGUFInfo:
         return max((self.data_offset + t.offset + t.n_bytes for t in self.tensors), default=self.data_offset)
 
 
+_U64 = struct.Struct("<Q")
+
+
 class _Cursor:
     def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
         self.buf = buf
@@ -180,8 +183,17 @@ class _Cursor:
             self.need(n)
             self.pos += n
         elif item_type == _STRING:
+            # the hot path of every load (the vocabulary: ~100k strings): one tight loop
+            buf, pos, size, unpack = self.buf, self.pos, self.size, _U64.unpack_from
             for _ in range(length):
-                self.skip_string()
+                if pos + 8 > size:
+                    self.pos = pos
+                    self.need(8)  # raises: truncated
+                pos += 8 + unpack(buf, pos)[0]
+            if pos > size:
+                self.pos = size
+                self.need(pos - size)  # raises: truncated
+            self.pos = pos
         else:
             for _ in range(length):
                 self.value(item_type)
