@@ -141,8 +141,9 @@ class AssistantApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     # Streamed text is drawn at most every MIN_FRAME seconds, and less often when drawing would
     # take more than FRAME_BUDGET of a core: with llama.cpp on every core, each millisecond the UI
-    # thread runs stalls a decode thread. 30 draws/s with a 5% budget measured 0.90x `ask`'s
-    # decode speed on 2 cores; 12 draws/s with 2.5% keeps it within 5% (docs/BENCHMARKS.md).
+    # thread runs stalls a decode thread. On 2 cores, decode in the UI vs `assistant ask`:
+    # 0.90x at 30 draws/s within 5%, 0.91-0.96x at 12 draws/s within 2.5%, 0.93x at 2 draws/s
+    # (docs/BENCHMARKS.md): 12 keeps streaming smooth for most of what slower drawing would save.
     MIN_FRAME = 1 / 12
     FRAME_BUDGET = 0.025
 
