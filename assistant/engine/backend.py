@@ -95,6 +95,8 @@ class LlamaModel:
         self.eos = L.llama_vocab_eos(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}  # token (or -token-1 with special) -> piece
+        self._eog: dict[int, bool] = {}
         self._adapters: dict[str, ctypes.c_void_p] = {}
 
     @property
@@ -125,7 +127,18 @@ class LlamaModel:
         return list(buf[:n])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
-        """Bytes of one token (may be a partial UTF-8 sequence)."""
+        """Bytes of one token (may be a partial UTF-8 sequence).
+
+        Memoised, as is is_eog(): each ctypes call releases and retakes the GIL, and in the
+        TUI every retake can wait for the UI thread (bounded by the vocabulary size).
+        """
+        key = -token - 1 if special else token
+        cached = self._pieces.get(key)
+        if cached is None:
+            cached = self._pieces[key] = self._piece(token, special)
+        return cached
+
+    def _piece(self, token: int, special: bool) -> bytes:
         buf = self._piece_buf
         n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
@@ -137,7 +150,10 @@ class LlamaModel:
         return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")
 
     def is_eog(self, token: int) -> bool:
-        return bool(L.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(L.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     def load_adapter(self, path: Path) -> ctypes.c_void_p:
         key = str(path)
