@@ -249,13 +249,8 @@ class LlamaContext:
             self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(arr, len(part))))
             self.cached.extend(part)
 
-    def decode_one(self, token: int) -> None:
-        self._one[0] = token
-        self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(self._one, 1)))
-        self.cached.append(token)
-
     def step(self, token: int, sampler: Sampler) -> int:
-        """decode_one(token), then sample the next token: one trip to the compute thread per
+        """Decode one token, then sample the next: one trip to the compute thread per
         generated token (sampling there too keeps the caller off the cores while llama.cpp's
         threads are still spinning down from the decode)."""
         self._one[0] = token

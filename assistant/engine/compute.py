@@ -58,9 +58,15 @@ def claim_current_thread() -> bool:
         return True
 
 
-def on_compute_thread() -> bool:
-    """True when the caller's compute runs inline (work meant for another thread should not wait on it)."""
-    return threading.get_ident() == _ident
+def submit(fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T] | None:
+    """Start ``fn(*args)`` on the compute thread so the caller can do other work meanwhile.
+
+    None when that cannot overlap (the caller is the compute thread, or the compute
+    thread is a claimed program thread): the caller then simply calls ``fn`` itself.
+    """
+    if threading.get_ident() == _ident or _claimed:
+        return None
+    return _executor().submit(fn, *args)
 
 
 def run(fn: Callable[..., T], *args: object) -> T:
@@ -70,11 +76,9 @@ def run(fn: Callable[..., T], *args: object) -> T:
     before the exception goes on, so llama.cpp's state and the caller's agree on
     what was computed.
     """
-    if threading.get_ident() == _ident:
+    future = submit(fn, *args)
+    if future is None:  # here already, or a claimed thread that cannot take work (correct, only slower)
         return fn(*args)
-    if _claimed:  # the claimed thread cannot take work: correct, only slower (see above)
-        return fn(*args)
-    future = _executor().submit(fn, *args)
     try:
         return future.result()
     except BaseException:

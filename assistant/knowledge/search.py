@@ -198,7 +198,6 @@ class Searcher:
         self._count: tuple[tuple[int, int], int] | None = None
         self._model_checked = False
         self._tok: Any = None
-        self._pool: Any = None  # one worker thread that embeds the question during BM25
         self.overlap_embedding = True
         self._df_cache: dict[str, int] = {}
         self._df_version: tuple[int, int] | None = None
@@ -384,10 +383,11 @@ class Searcher:
             self.last_timings["vector_ms"] = (time.perf_counter() - t) * 1000
             return [(cid, s, {"vector": i + 1}) for i, (cid, s) in enumerate(res)]
         t = time.perf_counter()
-        # the question is embedded (llama.cpp, GIL released) while FTS5 runs BM25 (GIL released too)
+        # the question is embedded on the compute thread (llama.cpp, GIL released) while FTS5 runs
+        # BM25 here (GIL released too), when the compute thread is another one
         embedder = self._need_embedder()
-        # overlap only when the embedding can run on the compute thread while this one runs BM25
-        if not self.overlap_embedding or compute.on_compute_thread():
+        future = compute.submit(embedder.embed_query, query) if self.overlap_embedding else None
+        if future is None:
             b = self.bm25(query, depth, collection)
             t1 = time.perf_counter()
             v = self.vector(query, depth, collection)
@@ -396,11 +396,6 @@ class Searcher:
             self.last_timings["bm25_ms"] = (t1 - t) * 1000
             self.last_timings["vector_ms"] = (time.perf_counter() - t1) * 1000
             return fuse(b, v, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="kb-embed")
-        future = self._pool.submit(embedder.embed_query, query)
         try:
             b = self.bm25(query, depth, collection)
         finally:
@@ -416,10 +411,7 @@ class Searcher:
         return fuse(b, v, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight)
 
     def close(self) -> None:
-        """Stop the embedding worker thread (the store and model are closed by their owner)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Close the tokenizer connection (the store and model are closed by their owner)."""
         if self._tok is not None:
             self._tok.close()
             self._tok = None

@@ -631,22 +631,18 @@ class AssistantApp(App[int]):
         self._update_status()
         self.refresh_bindings()
         self._frame_timer = self.set_timer(self._pacer.start(), partial(self._frame, turn))
-        self._answer_worker(turn, engine, messages, self.sampling, use_kb, self.kb_top_k, self.retriever)
+        self._answer_worker(
+            partial(
+                self._answer, turn, engine, messages, self.sampling, use_kb, self.kb_top_k, self.retriever
+            )
+        )
 
     @work(thread=True, group="answer", exit_on_error=False)
-    def _answer_worker(
-        self,
-        turn: Turn,
-        engine: Engine,
-        messages: list[Message],
-        params: SamplingParams,
-        use_kb: bool,
-        top_k: int,
-        retriever: Retriever,
-    ) -> None:
-        # the whole answer runs on the engine's compute thread: retrieval's embedding and every
-        # decode then need no trip between threads (~3% of decode speed, engine/compute.py)
-        compute.run(self._answer, turn, engine, messages, params, use_kb, top_k, retriever)
+    def _answer_worker(self, answer: Callable[[], None]) -> None:
+        """Waits off the UI thread while the whole answer runs on the engine's compute thread:
+        retrieval's embedding and every decode then need no trip between threads (~3% of
+        decode speed, engine/compute.py)."""
+        compute.run(answer)
 
     def _answer(
         self,

@@ -123,7 +123,7 @@ def test_eval_logits_match_token_by_token_decoding(default_model_path: Path) -> 
         assert all_logits.shape == (len(ids), model.n_vocab) and all_logits.dtype == np.float32
         ctx.clear()
         for i, t in enumerate(ids):
-            ctx.decode_one(t)
+            ctx.decode([t])
             step = np.ctypeslib.as_array(ctx.logits())
             assert np.allclose(step, all_logits[i], atol=2e-3), i
         with pytest.raises(ModelError, match=f"takes 1 to {ctx.n_ctx} tokens"):
