@@ -87,6 +87,7 @@ def ingest(args: argparse.Namespace) -> None:
     ours, theirs = [], []
     texts_file = tmp / "texts.json"
     st_dir = args.st_model
+    runtime = ""
     for rnd in range(args.rounds):
         db = tmp / f"r{rnd}.db"
         e = Embedder(args.model, n_threads=args.threads)
@@ -95,6 +96,7 @@ def ingest(args: argparse.Namespace) -> None:
         Ingestor(store, e).add([corpus])
         dt = time.perf_counter() - t0
         ours.append({"tokens": e.tokens_embedded, "seconds": dt, "tokens_per_s": e.tokens_embedded / dt})
+        runtime = e.runtime_path.name  # the model file, or its BF16 working copy (knowledge/bf16.py)
         if rnd == 0:
             texts = []
             for doc_title, text, heading in store.execute(
@@ -132,6 +134,7 @@ def ingest(args: argparse.Namespace) -> None:
                 "torch": best_t.get("torch"),
                 "ratio": round(best_o["tokens_per_s"] / best_t["tokens_per_s"], 2),
                 "model": Path(args.model).name,
+                "runs_from": runtime,
             }
         )
     )
