@@ -33,16 +33,25 @@ class FramePacer:
         self.interval = min_interval
         self._wall = 0.0
         self._busy = 0.0
+        self._drawn = False
 
     def start(self) -> float:
-        """A new answer: start fast again; returns the first interval."""
-        self.interval = self.min_interval
+        """A new answer: the first text is drawn fast (returns the first wait); after it, frames come
+        at the rate learnt so far, since the machine and the drawing cost rarely change between
+        answers: restarting at the top rate cost every answer a burst of frames while the pacer
+        slowed down again, CPU taken from decoding."""
         self._wall = self._clock()
         self._busy = self._cpu()
-        return self.interval
+        self._drawn = False
+        return self.min_interval
+
+    def waiting(self) -> float:
+        """A frame found nothing to draw: keep polling fast until the answer's first text."""
+        return self.interval if self._drawn else self.min_interval
 
     def next_interval(self) -> float:
         """After a draw: the wait before the next one, from the UI thread's share of a core since the last."""
+        self._drawn = True
         wall, busy = self._clock(), self._cpu()
         elapsed = wall - self._wall
         used = busy - self._busy

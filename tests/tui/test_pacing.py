@@ -38,7 +38,20 @@ def test_very_costly_frames_are_capped_so_text_still_moves():
     assert run(0.100).interval == 0.25
 
 
-def test_a_new_answer_starts_fast_again():
-    pacer = run(0.050)
+def test_a_new_answer_draws_its_first_text_fast_then_keeps_the_learnt_rate():
+    c = Clock()
+    pacer = FramePacer(
+        min_interval=0.04, max_interval=0.25, budget=0.08, clock=lambda: c.wall, cpu=lambda: c.cpu
+    )
+    pacer.start()
+    for _ in range(30):  # a first answer with costly frames slows the pacer to its cap
+        c.wall += pacer.interval + 0.05
+        c.cpu += 0.05
+        pacer.next_interval()
     assert pacer.interval == 0.25
-    assert pacer.start() == 0.04
+    assert pacer.start() == 0.04  # the next answer: the first frame comes fast...
+    assert pacer.waiting() == 0.04  # ...and so do polls while the prompt is still being read
+    c.wall += 0.04 + 0.05
+    c.cpu += 0.05
+    assert pacer.next_interval() == 0.25  # after its first text: the rate learnt before
+    assert pacer.waiting() == 0.25  # a pause in the text does not bring back the burst
