@@ -62,11 +62,23 @@ def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:
     if not plan.needed:
         up_to_date_result(plan)  # records a comment-only change of the recipe in the lock
         click.echo(f"ok  {out.name} (up to date with its recipe {plan.recipe.path.name})")
-        return
-    click.echo(f"build {out.name} with the recipe {plan.recipe.path.name} ({plan.recipe.quant}) …")
-    result = run_build(plan)
-    if result.quality is not None:
-        click.echo(result.quality.table())
-    click.echo(
-        f"ok  {out.name} (built from sources/{out.stem}, {result.output_type}, lock {result.lock_path.name})"
-    )
+    else:
+        click.echo(f"build {out.name} with the recipe {plan.recipe.path.name} ({plan.recipe.quant}) …")
+        result = run_build(plan)
+        if result.quality is not None:
+            click.echo(result.quality.table())
+        click.echo(
+            f"ok  {out.name} (built from sources/{out.stem}, {result.output_type}, lock {result.lock_path.name})"
+        )
+    _prepare_bf16_copy(out)
+
+
+def _prepare_bf16_copy(model: Path) -> None:
+    """Make the embedding model's BF16 working copy now where this CPU uses one (knowledge/bf16.py),
+    so the first `index add` does not pause for it. Failing here only logs: the F16 file still works."""
+    from ..knowledge.bf16 import working_copy
+    from ..knowledge.embed import file_sha256
+
+    copy = working_copy(model, file_sha256(model))
+    if copy != model:
+        click.echo(f"ok  {model.name} runs from a BF16 copy on this CPU ({copy.parent.name}/{copy.name})")

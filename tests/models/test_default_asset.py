@@ -67,3 +67,11 @@ def test_setup_command_is_idempotent(run_cli, home_with_default, tmp_path):
     r = run_cli("setup", home=home_with_default)
     assert r.returncode == 0, r.stderr
     assert "already installed" in r.stdout
+    # the embedding model's BF16 working copy is made by setup where this CPU uses one
+    from assistant.knowledge.bf16 import native_bf16
+
+    if native_bf16():
+        assert "runs from a BF16 copy on this CPU" in r.stdout
+        assert list((home_with_default / ".cache").glob("all-MiniLM-L6-v2.*.BF16.gguf"))
+        again = run_cli("setup", home=home_with_default)
+        assert again.returncode == 0 and "runs from a BF16 copy" in again.stdout
