@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError, ModelNotFoundError, UsageError
+from ..errors import AssistantError, ModelError, ModelNotFoundError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,18 @@ class Embedder:
         self._sha256 = file_sha256(self.path)
         # what llama.cpp loads: the file itself, or its BF16 working copy (bf16.py)
         self.runtime_path = working_copy(self.path, self._sha256, mode=bf16)
-        self._model = backend.LlamaModel(self.runtime_path)
+        try:
+            self._model = backend.LlamaModel(self.runtime_path)
+        except AssistantError as exc:
+            if self.runtime_path == self.path:
+                raise
+            # a damaged copy must not stop the knowledge base: drop it (the next run remakes it)
+            log.warning(
+                "the BF16 copy %s does not load (%s); removed, using %s", self.runtime_path, exc, self.path
+            )
+            self.runtime_path.unlink(missing_ok=True)
+            self.runtime_path = self.path
+            self._model = backend.LlamaModel(self.path)
         self.max_tokens = int(self._model.n_ctx_train) if self._model.n_ctx_train > 0 else 512
         self.max_tokens = min(self.max_tokens, 8192)
         self.batch_tokens = max(batch_tokens, self.max_tokens)

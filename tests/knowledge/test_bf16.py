@@ -115,3 +115,15 @@ def test_a_failed_conversion_logs_and_uses_the_file(model_copy, monkeypatch, cap
     with caplog.at_level("WARNING"):
         assert working_copy(model_copy, "d" * 64, mode="on") == model_copy
     assert "cannot make a BF16 copy of" in caplog.text and "disk full" in caplog.text
+
+
+def test_a_damaged_copy_is_removed_and_the_model_file_used(model_copy, caplog) -> None:
+    from assistant.knowledge.embed import Embedder
+
+    with Embedder(model_copy, bf16="on") as fast:
+        copy = fast.runtime_path
+    copy.write_bytes(copy.read_bytes()[: 1 << 20])  # truncated: llama.cpp refuses it
+    with caplog.at_level("WARNING"), Embedder(model_copy, bf16="on") as e:
+        assert e.runtime_path == model_copy
+        assert e.embed(TEXTS).shape == (3, e.dim)
+    assert not copy.exists() and "does not load" in caplog.text
