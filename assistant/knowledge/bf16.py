@@ -77,16 +77,16 @@ def working_copy(path: Path, sha256: str, *, mode: str | None = None) -> Path:
     mode = bf16_mode(mode)
     if mode == "off" or (mode == "auto" and not native_bf16()):
         return path
+    name = copy_name(path, sha256)
+    for d in _cache_dirs(path):
+        if (d / name).is_file():
+            return d / name  # made earlier, so the model was convertible: no second header read
     try:
         if not convertible(path):
             return path
     except AssistantError as exc:
         log.debug("no BF16 copy of %s: %s", path, exc)
         return path
-    name = copy_name(path, sha256)
-    for d in _cache_dirs(path):
-        if (d / name).is_file():
-            return d / name
     for d in _cache_dirs(path):
         try:
             d.mkdir(parents=True, exist_ok=True)
