@@ -144,11 +144,14 @@ class AssistantApp(App[int]):
     TITLE = "assistant"
     ENABLE_COMMAND_PALETTE = True
     # Streamed text is drawn at most every MIN_FRAME seconds, and less often when drawing would
-    # take more than FRAME_BUDGET of a core: with llama.cpp on every core, each millisecond the UI
-    # thread runs stalls a decode thread. On 2 cores, decode in the UI vs `assistant ask`:
-    # 0.90x at 30 draws/s within 5%, 0.91-0.96x at 12 draws/s within 2.5%, 0.93x at 2 draws/s
-    # (docs/BENCHMARKS.md): 12 keeps streaming smooth for most of what slower drawing would save.
+    # take more than FRAME_BUDGET of a core, but at least every MAX_FRAME: with llama.cpp on every
+    # core, each millisecond the UI thread runs stalls a decode thread. On 2 cores, decode in the UI
+    # vs `assistant ask`: 0.90x at 30 draws/s within 5%, 0.91-0.96x at 12 draws/s within 2.5%. A
+    # Markdown frame is two layouts of the screen in Textual (15-45 ms of UI CPU on the shared 2-core
+    # dev machine, more with more messages mounted), so there the budget asks for about one frame a
+    # second; a 0.5 s cap held 0.94x (docs/BENCHMARKS.md). Faster machines draw several times a second.
     MIN_FRAME = 1 / 12
+    MAX_FRAME = 1.0
     FRAME_BUDGET = 0.025
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -199,7 +202,9 @@ class AssistantApp(App[int]):
         self._after_idle: list[Callable[[], Any]] = []
         self._turn_ids = 0
         self._epoch = 0  # bumps when the conversation changes (stale token counts are ignored)
-        self._pacer = FramePacer(min_interval=self.MIN_FRAME, budget=self.FRAME_BUDGET)
+        self._pacer = FramePacer(
+            min_interval=self.MIN_FRAME, max_interval=self.MAX_FRAME, budget=self.FRAME_BUDGET
+        )
         self._frame_timer: Timer | None = None
         self._model_cache: dict[Path, tuple[tuple[int, int], Any]] = {}
         self._store_warned = False

@@ -3,10 +3,11 @@
 On a 2-core laptop llama.cpp decodes on every core, so each millisecond the UI
 thread spends re-laying out Markdown is taken from decoding. The pacer measures
 the UI thread's CPU time since the last draw and stretches or shrinks the
-interval so that drawing stays under ``budget`` of one core: up to 30 draws a
-second when drawing is cheap, down to two when the machine is slow or busy (a
-Markdown frame cost 20-35 ms of CPU on a loaded 2-core test machine). Key
-presses are not paced: they are handled as they come.
+interval so that drawing stays under ``budget`` of one core: many draws a second
+when drawing is cheap, down to ``max_interval`` apart when the machine is slow or
+busy (a Markdown frame, two layouts of the screen in Textual, cost 15-45 ms of CPU
+on the shared 2-core dev machine). Key presses are not paced: they are handled as
+they come.
 """
 
 from __future__ import annotations

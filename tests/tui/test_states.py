@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.widgets import Button
 from tui_helpers import CHAT_MODEL, ROOT_DIR, fill_home, notified, run_palette, screen_text, send, wait_for
 from tui_helpers import ready as wait_ready
 
@@ -16,6 +17,7 @@ from assistant.errors import ModelError, ModelNotFoundError, UsageError
 from assistant.home import Home
 from assistant.tui.app import engine_messages
 from assistant.tui.options import build_options
+from assistant.tui.widgets.chat_log import WINDOW
 from assistant.tui.widgets.status_bar import StatusBar, StatusInfo
 
 
@@ -185,29 +187,44 @@ async def test_a_200_message_chat_opens_quickly_with_earlier_messages_on_demand(
         await wait_ready(pilot)
         await wait_for(pilot, lambda: app.conversation is not None)
         assert len(app.history) == 200
-        assert len(app.chat_log.messages) == 40
+        assert len(app.chat_log.messages) == WINDOW == 20
         log = app.chat_log
         await wait_for(
             pilot, lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y, what="the end"
         )
         assert "answer 99" in screen_text(app)  # opened at the newest message
-        assert "▲ 160 earlier messages" in screen_text(app) or app.chat_log.query_one("#earlier")
+        assert "▲ 180 earlier messages" in screen_text(app) or app.chat_log.query_one("#earlier")
         await wait_for(pilot, lambda: app.status.info.used == harness.engine.count_tokens(app.history))
         log.release_anchor()  # as a user scrolling up does
         log.scroll_home(animate=False)
         await pilot.pause()
         await pilot.click("#earlier")
-        await wait_for(pilot, lambda: len(app.chat_log.messages) == 80)
-        assert app.chat_log.messages[0].streamed_text == "question 60"
+        await wait_for(pilot, lambda: len(app.chat_log.messages) == 40)
+        assert app.chat_log.messages[0].streamed_text == "question 80"
         app.chat_log.scroll_home(animate=False)
         await pilot.pause()
         await pilot.press("pageup")  # at the top, PgUp brings in the rest
-        await wait_for(pilot, lambda: len(app.chat_log.messages) == 120)
+        await wait_for(pilot, lambda: len(app.chat_log.messages) == 60)
         assert app.focused is app.chat_log
         await pilot.press("o")  # typing while the conversation has focus goes to the input
         assert app.focused is app.prompt and app.prompt.text == "o"
         await send(pilot, "one more")
         assert len(harness.engine.calls[-1][0]) == 201
+        # a new question unmounts the oldest again: frames lay out only the window
+        shown = app.chat_log.messages
+        assert len(shown) == WINDOW
+        assert [m.streamed_text for m in shown[-2:]] == ["one more", harness.engine.reply]
+        assert shown[0].streamed_text == "question 91"
+        assert "▲ 182 earlier messages" in str(app.chat_log.query_one("#earlier", Button).label)
+        # and they come back as they were: Markdown source and metadata
+        log.release_anchor()
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        await pilot.click("#earlier")
+        await wait_for(pilot, lambda: len(app.chat_log.messages) == 2 * WINDOW)
+        back = app.chat_log.messages[WINDOW - 1]
+        assert back.role == "assistant" and back.streamed_text == "answer **90**"
+        assert back.meta["decode_tps"] == 99.0
     store.close()
 
 

@@ -2,6 +2,9 @@
 
 Long chats mount only their newest messages; a button at the top brings in
 earlier ones on demand, so resuming a 200-message chat stays quick and small.
+A new question unmounts the oldest beyond the window again: Textual lays out
+every mounted widget on each streamed frame, and on 2 cores that CPU is taken
+from decoding (40 mounted messages: 0.95x of the engine alone, 20: 0.99x).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from textual.widgets import Button, TextArea
 
 from .chat_message import ChatMessage
 
-WINDOW = 40  # messages mounted when a chat is opened; more on request
+WINDOW = 20  # messages mounted when a chat is opened or a question is sent; more on request
 
 
 class ChatLog(VerticalScroll):
@@ -100,5 +103,17 @@ class ChatLog(VerticalScroll):
         for child in list(self.children):
             if not isinstance(child, (ChatMessage, Button)):
                 await child.remove()  # the welcome / empty-state text
+        await self._trim(WINDOW - 1)
         await self.mount(message)
         return message
+
+    async def _trim(self, keep: int) -> None:
+        """Unmount all but the newest ``keep`` messages; they stay reachable through the button."""
+        messages = self.messages
+        old = messages[: max(0, len(messages) - keep)]
+        if not old:
+            return
+        self._hidden += [(m.role, m.text, dict(m.meta)) for m in old]
+        with self.app.batch_update():
+            await self.remove_children([*self.query("#earlier"), *old])
+            await self.mount(self._earlier_button(), before=0 if self.children else None)
