@@ -76,23 +76,28 @@ def run_cli() -> Callable[..., CliResult]:
     def run(
         *args: str,
         home: Path | None = None,
-        input: str | None = None,
+        input: str | bytes | None = None,
         timeout: float = 120,
         env: dict[str, str] | None = None,
     ) -> CliResult:
         full_env = _clean_env(home)
         if env:
             full_env.update(env)
+        raw = isinstance(input, bytes)  # bytes go in as given (e.g. invalid UTF-8)
         proc = subprocess.run(
             [sys.executable, "-m", "assistant", *args],
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
-            text=True,
+            text=not raw,
             timeout=timeout,
             env=full_env,
             cwd=ROOT,
         )
+        if raw:
+            return CliResult(
+                proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+            )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run

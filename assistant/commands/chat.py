@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import signal
 import sys
@@ -50,7 +51,7 @@ def sigint_cancels(event: threading.Event) -> Iterator[None]:
 
 
 def read_stdin() -> str:
-    """Piped input, if any (never blocks on a terminal)."""
+    """Piped input, if any (never blocks on a terminal); bytes that are not UTF-8 become U+FFFD."""
     stream = sys.stdin
     if stream is None or stream.closed:
         return ""
@@ -59,13 +60,28 @@ def read_stdin() -> str:
             return ""
     except ValueError:
         return ""
-    return stream.read()
+    raw = getattr(stream, "buffer", None)
+    if raw is None:  # a text-only stream (tests, embedding)
+        return valid_text(stream.read())
+    return raw.read().decode("utf-8", errors="replace")
+
+
+def valid_text(text: str) -> str:
+    """Text that can be encoded: undecodable argv bytes (surrogate escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace")
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            return text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
 
 
 def build_question(args: tuple[str, ...], stdin_text: str) -> str:
     """The user message: piped text as context, then the question."""
-    question = " ".join(args).strip()
-    context = stdin_text.strip()
+    question = valid_text(" ".join(args)).strip()
+    context = valid_text(stdin_text).strip()
     if question and context:
         return f"{context}\n\n{question}"
     if question or context:
@@ -120,9 +136,11 @@ def ask_command(
     content = build_question(question, read_stdin())
     if system is not None and not system.strip():
         raise UsageError("--system is empty; leave it out to use the model's default")
+    system = valid_text(system) if system else system
     chat_model = load_chat_model(app, model, n_ctx, threads, chat_format)
     messages = ([Message("system", system)] if system else []) + [Message("user", content)]
-    grounded = ground_for_ask(app, chat_model, content, " ".join(question), system, params.max_tokens, kwargs)
+    query = valid_text(" ".join(question))
+    grounded = ground_for_ask(app, chat_model, content, query, system, params.max_tokens, kwargs)
     if grounded is not None:
         messages = grounded.messages
     cancel = threading.Event()
@@ -223,12 +241,12 @@ def _read_message(prompt: str) -> str | None:
         try:
             line = input(prompt if not lines else "... ")
         except EOFError:
-            return None if not lines else "\n".join(lines)
+            return None if not lines else valid_text("\n".join(lines))
         if line.endswith("\\"):
             lines.append(line[:-1])
             continue
         lines.append(line)
-        return "\n".join(lines)
+        return valid_text("\n".join(lines))
 
 
 def plain_chat(
@@ -245,6 +263,9 @@ def plain_chat(
     compute.claim_current_thread()
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 must not end the chat
+        sys.stdin.reconfigure(errors="surrogateescape")
+    system = valid_text(system) if system else system
     params = sampling_from(kwargs)
     chat_model = load_chat_model(app, model, n_ctx, threads, chat_format)
     interactive = sys.stdin.isatty()

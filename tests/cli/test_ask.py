@@ -95,3 +95,20 @@ def test_bad_sampling_value_is_one_line(run_cli, home_with_default):
     r = run_cli("ask", "--top-p", "1.5", "hi", home=home_with_default)
     assert r.returncode == 2
     assert r.stderr.strip() == "Error: invalid sampling parameter: top_p must be in (0, 1]"
+
+
+def test_invalid_utf8_question_is_answered(run_cli, home_with_default):
+    """#12 item 5: undecodable bytes in argv or on stdin become U+FFFD (was exit 1, UnicodeEncodeError)."""
+
+    def prompt_tokens(r) -> int:
+        assert r.returncode == 0, r.stderr
+        obj = json.loads(r.stdout)
+        assert obj["answer"].strip()
+        return obj["usage"]["prompt_tokens"]
+
+    ask = ("ask", "--json", "-n", "4", "-t", "0")
+    replaced = prompt_tokens(run_cli(*ask, "caf\ufffd ok?", home=home_with_default))
+    # argv: Python hands undecodable bytes over as surrogate escapes; subprocess writes them back as bytes
+    assert prompt_tokens(run_cli(*ask, "caf\udcff ok?", home=home_with_default)) == replaced
+    assert prompt_tokens(run_cli(*ask, input=b"caf\xff ok?\n", home=home_with_default)) == replaced
+    assert prompt_tokens(run_cli(*ask, input="caf\ufffd ok?\n".encode(), home=home_with_default)) == replaced
