@@ -94,6 +94,8 @@ def resolve_model(spec: str | None, home: Home) -> Path:
         return candidate
     looks_like_path = os.sep in spec or spec.endswith(".gguf")
     if looks_like_path and not (home.root / spec).is_file():
+        if candidate.is_dir():
+            raise ModelError(f"{candidate} is a directory, not a model file; give the path of a .gguf file")
         raise ModelNotFoundError(f"model file not found: {candidate}")
     entries = [e for e in list_models(home) if e.role != "adapter"]
     for e in entries:

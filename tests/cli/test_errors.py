@@ -113,4 +113,5 @@ def test_model_given_by_name_and_prefix(run_cli, home_with_default, tmp_path):
 def test_directory_as_model(run_cli, home, tmp_path):
     d = tmp_path / "somedir.gguf"
     d.mkdir()
-    one_line_error(run_cli("ask", "--model", str(d), "hi", home=home), "somedir.gguf", "directory")
+    # "is a directory", not "model file not found" (#12 item 17; the test's own path holds "directory")
+    one_line_error(run_cli("ask", "--model", str(d), "hi", home=home), "somedir.gguf", "is a directory")

@@ -58,3 +58,15 @@ def test_pull_cli_offline_message(run_cli, home):
     r = run_cli("models", "pull", "someone/x-GGUF", "x.gguf", home=home)
     assert r.returncode == 2
     assert "HF_HUB_OFFLINE" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("filename", [None, "x.Q4_K_M.gguf"])
+def test_pull_without_network_is_one_line(run_cli, home, filename):
+    """#12 item 17: no network (an unreachable local endpoint, never the real Hub) is one line, exit 2."""
+    args = ["models", "pull", "someone/x-GGUF"] + ([filename] if filename else [])
+    r = run_cli(*args, home=home, env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("Error: no network: could not reach the Hugging Face Hub for someone/x-GGUF")
+    assert "HF_HUB_OFFLINE=1" in err and "model home" in err
