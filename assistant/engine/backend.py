@@ -242,6 +242,8 @@ class LlamaContext:
 
     def decode(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens after the cached ones, in n_batch slices."""
+        if not tokens:  # no logits to sample from afterwards: llama.cpp would abort
+            raise ModelError("nothing to decode: the prompt has no tokens")
         step = self.config.n_batch
         for i in range(0, len(tokens), step):
             part = tokens[i : i + step]

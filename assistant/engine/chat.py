@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, UsageError
+from ..errors import ChatTemplateError, ModelError, UsageError
 from ..models.archs import EMBEDDING_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES, NON_TEXT_ARCHITECTURES
 from ..models.gguf_info import GGUFInfo, read_gguf_info
 from .context import ContextReport, Message, fit_messages
@@ -209,6 +209,11 @@ class ChatModel:
         bos = self._model.bos
         if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
             tokens = tokens[1:]  # the template wrote BOS itself and the tokenizer added one
+        if not tokens:  # llama.cpp would sample from no logits and abort the process
+            raise ChatTemplateError(
+                f"{self.template.label} renders an empty prompt for this conversation; "
+                "pass --chat-format NAME or FILE.jinja to use another one"
+            )
         return tokens
 
     def count_tokens(self, messages: Sequence[Message]) -> int:

@@ -83,6 +83,18 @@ class ChatTemplate:
     origin: str  # "gguf", a builtin name, or a file path
     bos_token: str = ""
     eos_token: str = ""
+    model_name: str = ""  # the GGUF file a "gguf" template comes from, for messages
+
+    @property
+    def label(self) -> str:
+        """How messages name this template: its file, its model, or its builtin name."""
+        if self.origin == "gguf":
+            return (
+                f"the chat template in {self.model_name}" if self.model_name else "the model's chat template"
+            )
+        if self.origin in BUILTIN_FORMATS:
+            return f"the built-in {self.origin} chat template"
+        return f"the chat template file {self.origin}"
 
     def __post_init__(self) -> None:
         from jinja2 import TemplateSyntaxError
@@ -97,7 +109,7 @@ class ChatTemplate:
             self._template = env.from_string(_strip_generation_tags(self.source))
         except TemplateSyntaxError as exc:
             raise ChatTemplateError(
-                f"the chat template from {self.origin} does not compile (line {exc.lineno}: {exc.message}); "
+                f"{self.label} does not compile (line {exc.lineno}: {exc.message}); "
                 "pass --chat-format NAME or FILE.jinja"
             ) from exc
         self.folds_system = False
@@ -114,10 +126,10 @@ class ChatTemplate:
                 try:
                     text = self._render(_fold_system(msgs), add_generation_prompt)
                 except Exception:
-                    raise _template_error(self.origin, first) from first
+                    raise _template_error(self.label, first) from first
                 self.folds_system = True
                 return text
-            raise _template_error(self.origin, first) from first
+            raise _template_error(self.label, first) from first
 
     def _render(self, msgs: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self._template.render(
@@ -128,11 +140,11 @@ class ChatTemplate:
         )
 
 
-def _template_error(origin: str, exc: Exception) -> ChatTemplateError:
+def _template_error(label: str, exc: Exception) -> ChatTemplateError:
     if isinstance(exc, ChatTemplateError):
         return exc
     return ChatTemplateError(
-        f"the chat template from {origin} failed to render ({type(exc).__name__}: {exc}); "
+        f"{label} failed to render ({type(exc).__name__}: {exc}); "
         "pass --chat-format NAME or FILE.jinja to use another one"
     )
 
@@ -173,7 +185,7 @@ def resolve_template(
                 raise UsageError(f"cannot read chat template {path}: {exc}") from exc
             return ChatTemplate(source, str(path), bos_token, eos_token)
         if chat_format == "gguf" and gguf_template:
-            return ChatTemplate(gguf_template, "gguf", bos_token, eos_token)
+            return ChatTemplate(gguf_template, "gguf", bos_token, eos_token, model_path.name)
         raise UsageError(
             f"unknown --chat-format {chat_format!r}: use one of {', '.join(sorted(BUILTIN_FORMATS))} "
             "or the path of a .jinja file"
@@ -183,4 +195,4 @@ def resolve_template(
             f"{model_path.name} has no chat template (tokenizer.chat_template); pass --chat-format "
             f"NAME ({', '.join(sorted(BUILTIN_FORMATS))}) or --chat-format FILE.jinja"
         )
-    return ChatTemplate(gguf_template, "gguf", bos_token, eos_token)
+    return ChatTemplate(gguf_template, "gguf", bos_token, eos_token, model_path.name)

@@ -115,3 +115,20 @@ def test_directory_as_model(run_cli, home, tmp_path):
     d.mkdir()
     # "is a directory", not "model file not found" (#12 item 17; the test's own path holds "directory")
     one_line_error(run_cli("ask", "--model", str(d), "hi", home=home), "somedir.gguf", "is a directory")
+
+
+def test_empty_chat_format_file(run_cli, home_with_default, tmp_path):
+    """#12 item 1: a template that renders nothing used to abort llama.cpp (GGML_ASSERT logits)."""
+    f = tmp_path / "empty.jinja"
+    f.write_text("")
+    r = run_cli("ask", "--chat-format", str(f), "hi", home=home_with_default)
+    one_line_error(r, "empty prompt", "empty.jinja")
+
+
+def test_gguf_template_rendering_empty(run_cli, home, tmp_path, default_model_path):
+    f = write_tiny_llama(
+        tmp_path / "blank.gguf", default_model_path, chat_template="{% if false %}x{% endif %}"
+    )
+    one_line_error(
+        run_cli("ask", "--model", str(f), "hi", home=home), "chat template in blank.gguf", "empty prompt"
+    )

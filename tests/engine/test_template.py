@@ -108,3 +108,21 @@ def test_system_prompt_baked_into_the_gguf(tmp_path, default_model_path):
         assert [x.content for x in mine.messages] == ["Mine.", "hi"]
     finally:
         m.close()
+
+
+def test_empty_prompt_is_refused_before_llama_cpp(tmp_path, chat_model):
+    """#12 item 1: zero prompt tokens never reach decode (llama.cpp aborts on sampling no logits)."""
+    from assistant.engine import Message
+    from assistant.errors import ModelError
+
+    template = chat_model.template
+    chat_model.template = ChatTemplate("", str(tmp_path / "empty.jinja"))
+    try:
+        with pytest.raises(
+            ChatTemplateError, match=r"chat template file .*empty\.jinja renders an empty prompt"
+        ):
+            chat_model.chat([Message("user", "hi")]).text()
+    finally:
+        chat_model.template = template
+    with pytest.raises(ModelError, match="nothing to decode"):
+        chat_model._ctx.decode([])
