@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import ConversionError
+from assistant.io import clean_partials
 
 from . import provenance as prov
 from .peft import Adapter, LoraModule, load_adapter
@@ -122,7 +124,58 @@ def _adapter_targets(base: BaseModel, adapters: list[Adapter]) -> dict[str, _Mer
                     f"in the adapter but {list(ref.shape)} in the base"
                 )
             work.setdefault(gname, _Merge()).replacement = (ad, key)
+        for hf_name, key in ad.base_copies.items():
+            ref = _copy_target(base, hf_name)
+            shape = tuple(ad.file.tensors[key].shape)
+            if ref is None:
+                raise ConversionError(
+                    f"adapter {ad.path} has a copy of {hf_name} (save_embedding_layers), which the base {base.name} "
+                    f"({arch.name}) does not have; was it trained for another model?"
+                )
+            if shape != tuple(ref.shape):
+                raise ConversionError(
+                    f"adapter {ad.path} was trained for another base: its copy of {hf_name} is {list(shape)}, "
+                    f"the base {base.name} has {list(ref.shape)} (vocabulary resized?)"
+                )
     return work
+
+
+# Relative difference (Frobenius) a save_embedding_layers copy may have from the base's tensor:
+# float storage only rounds (bf16: 2^-9 per value); a quantized GGUF base is further off.
+COPY_TOLERANCE = {"float": 1e-2, "quantized": 0.25}
+
+
+def _copy_target(base: BaseModel, hf_name: str) -> SourceTensor | None:
+    """The base tensor an adapter's copy stands for (a tied head is the embedding matrix)."""
+    arch = base.arch
+    gname = arch.gguf_name(hf_name)
+    target = base.find(gname) if gname else None
+    output_g = arch.gguf_name(f"{arch.output_module}.weight") if arch.output_module else None
+    if target is None and gname is not None and gname == output_g and arch.embed_module:
+        embed_g = arch.gguf_name(f"{arch.embed_module}.weight")
+        target = base.find(embed_g) if embed_g else None
+    return target
+
+
+def _check_base_copies(base: BaseModel, adapters: list[Adapter]) -> None:
+    """PEFT's saved copy of a LoRA-wrapped embedding or head must be the base's own tensor."""
+    for ad in adapters:
+        for hf_name, key in ad.base_copies.items():
+            t = _copy_target(base, hf_name)
+            assert t is not None  # _adapter_targets checked it
+            mine = base.arch.transform(t.gguf_name, ad.tensor(key), base.hp)
+            theirs = t.load()
+            t.release()
+            kind = "float" if t.dtype in ("F32", "F16", "BF16", "F64") else "quantized"
+            scale = float(np.linalg.norm(theirs)) or 1.0
+            diff = float(np.linalg.norm(mine - theirs)) / scale
+            del mine, theirs
+            if not diff <= COPY_TOLERANCE[kind]:
+                raise ConversionError(
+                    f"adapter {ad.path} was trained for another base: its copy of {hf_name} differs from "
+                    f"{base.name}'s (relative difference {diff:.3g}); use the base it was trained on"
+                )
+            log.info("adapter %s: its copy of %s matches the base (difference %.2g)", ad.path, hf_name, diff)
 
 
 def _merged_loader(base: BaseModel, t: SourceTensor, gname: str, merge: _Merge) -> Any:
@@ -131,7 +184,7 @@ def _merged_loader(base: BaseModel, t: SourceTensor, gname: str, merge: _Merge) 
     def load() -> np.ndarray:
         if merge.replacement is not None:
             ad, key = merge.replacement
-            w = arch.transform(gname, ad.file.get_f32(key), hp)
+            w = arch.transform(gname, ad.tensor(key), hp)
         else:
             w = t.load()
             t.release()
@@ -330,10 +383,13 @@ def convert_model(
     src = open_base(base)
     opened: list[Adapter] = []
     try:
+        _warn_requantize(src, q)
         opened = _open_adapters(adapters)
         inputs = list(src.files) + [f for a in opened for f in a.input_files()]
         _check_out(out_path, inputs)
+        clean_partials(out_path)  # temp files of conversions that were killed
         plan = _plan(src, opened)
+        _check_base_copies(src, opened)
         n_vocab = _n_vocab(plan, src)
         t0 = time.monotonic()
         record = prov.build(
@@ -369,6 +425,23 @@ def convert_model(
     return ConversionResult(
         out_path, q.name, len(plan), out_path.stat().st_size, time.monotonic() - started, record
     )
+
+
+def _warn_requantize(src: BaseModel, q: QuantType) -> None:
+    """A quantized GGUF base is dequantized and quantized again: the errors of both add up."""
+    if src.kind != "gguf" or q.is_float:
+        return
+    kinds = Counter(
+        t.dtype for t in src.tensors if len(t.shape) >= 2 and t.dtype not in ("F32", "F16", "BF16", "F64")
+    )
+    if kinds:
+        log.warning(
+            "%s is already quantized (%s): converting it to %s quantizes it a second time and loses quality; "
+            "start from its F16/F32 GGUF or the Hugging Face model if you have one",
+            src.path.name,
+            kinds.most_common(1)[0][0],
+            q.name,
+        )
 
 
 def _quant_plan(src: BaseModel, plan: list[PlannedTensor], q: QuantType) -> list[str] | None:
@@ -435,8 +508,10 @@ def convert_adapter(
         opened = _open_adapters([(adapter, 1.0)])
         ad = opened[0]
         _check_out(out_path, list(src.files) + ad.input_files())
+        clean_partials(out_path)
         arch = src.arch
         work = _adapter_targets(src, [ad])  # checks targets and shapes against the base
+        _check_base_copies(src, [ad])
         if ad.use_dora:
             raise ConversionError(
                 f"adapter {ad.path} uses DoRA, which GGUF LoRA cannot express; merge it with `assistant convert` instead"
@@ -448,11 +523,16 @@ def convert_adapter(
                 "LoRA cannot carry; merge it with `assistant convert` instead"
             )
         output_g = arch.gguf_name(f"{arch.output_module}.weight") if arch.output_module else None
-        if output_g in work and src.find(output_g) is None:
-            raise ConversionError(
-                f"adapter {ad.path} targets lm_head, which is tied to the embeddings in {src.name}; llama.cpp cannot "
-                "apply a runtime LoRA there: merge it with `assistant convert` instead"
-            )
+        embed_g = arch.gguf_name(f"{arch.embed_module}.weight") if arch.embed_module else None
+        tied = output_g is not None and src.find(output_g) is None
+        for g, module in ((output_g, "lm_head"), (embed_g, "embed_tokens")):
+            if tied and g in work:
+                # llama.cpp reuses token_embd as the head and would apply this LoRA there too (GGML_ASSERT)
+                other = "embeddings" if module == "lm_head" else "output head"
+                raise ConversionError(
+                    f"adapter {ad.path} targets {module}, which is tied to the {other} in {src.name}; llama.cpp "
+                    "cannot apply a runtime LoRA there: merge it with `assistant convert` instead"
+                )
         alpha = float(ad.config.get("lora_alpha", ad.config.get("r", 8)))
         plan: list[PlannedTensor] = []
         for t in src.tensors:
@@ -501,10 +581,10 @@ def _lora_pair(
     if m.embedding:
         # llama.cpp looks up rows of lora_a for token_embd: store A transposed, B as is
         def load_a() -> np.ndarray:
-            return np.ascontiguousarray(ad.file.get_f32(m.a_key).T)
+            return np.ascontiguousarray(ad.tensor(m.a_key).T)
 
         def load_b() -> np.ndarray:
-            return ad.file.get_f32(m.b_key) * fold
+            return ad.tensor(m.b_key) * fold
 
         return [
             PlannedTensor(
@@ -520,10 +600,10 @@ def _lora_pair(
         ]
 
     def load_a2() -> np.ndarray:
-        return ad.file.get_f32(m.a_key)
+        return ad.tensor(m.a_key)
 
     def load_b2() -> np.ndarray:
-        return arch.transform(gname, ad.file.get_f32(m.b_key), hp) * fold  # same row permutation as W
+        return arch.transform(gname, ad.tensor(m.b_key), hp) * fold  # same row permutation as W
 
     return [
         PlannedTensor(

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ConversionError, RecipeError, StorageError
-from assistant.io import fsync_dir
+from assistant.io import PARTIAL_SUFFIX, clean_partials, fsync_dir, partial_prefix
 
 from . import provenance as prov
 from .lock import (
@@ -329,6 +329,21 @@ def _check_output(recipe: Recipe, base: Resolved, adapters: list[Resolved]) -> N
             )
     if recipe.eval_text is not None and out.resolve() == recipe.eval_text.resolve():
         raise recipe.error("output", f"{recipe.output_spec} is the eval_text file; write it elsewhere")
+    if not recipe.output_explicit:
+        _check_output_place(recipe)
+
+
+def _check_output_place(recipe: Recipe) -> None:
+    """A recipe writes only into the model home or its own directory tree (``-o`` chooses freely)."""
+    real = recipe.output.resolve()  # symlinks anywhere on the way count where they lead
+    roots = (recipe.home, recipe.path.parent)
+    if any(real.is_relative_to(r.resolve()) for r in roots):
+        return
+    raise recipe.error(
+        "output",
+        f"{recipe.output_spec} ({show(real)}) is outside the model home ({show(recipe.home)}) and the recipe's "
+        f"directory ({show(recipe.path.parent)}); write it under one of them, or choose the file with -o",
+    )
 
 
 def _budget(recipe: Recipe, kind: str) -> dict[str, float] | None:
@@ -489,15 +504,21 @@ def _status(plan: Plan, force: bool, repair: bool) -> None:
 
 
 def plan_build(
-    recipe: Recipe | str | os.PathLike[str], home: Path, *, force: bool = False, repair: bool = False
+    recipe: Recipe | str | os.PathLike[str],
+    home: Path,
+    *,
+    force: bool = False,
+    repair: bool = False,
+    output: str | os.PathLike[str] | None = None,
 ) -> Plan:
     """Check a recipe and its inputs and decide whether to build (nothing is written).
 
     ``repair``: an output that does not match its lock, or has none, is rebuilt instead of refused
-    (``assistant setup`` uses it for the models it owns).
+    (``assistant setup`` uses it for the models it owns). ``output``: the user's -o, instead of
+    the recipe's output (which must stay in the model home or the recipe's tree).
     """
     if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, home)
+        recipe = load_recipe(recipe, home, output)
     base = resolve_source(recipe, recipe.base, MODEL_PATTERNS)
     adapters = [resolve_source(recipe, a.source, ADAPTER_PATTERNS) for a in recipe.adapters]
     _check_output(recipe, base, adapters)
@@ -548,7 +569,9 @@ def run_build(plan: Plan, *, threads: int | None = None, progress: Any = None) -
     specs = [(str(r.path), a.scale) for r, a in zip(plan.adapters, recipe.adapters, strict=True)]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", suffix=".tmp-partial", dir=out.parent))
+        clean_partials(out)  # scratch dirs and temp files of builds that were killed
+        prefix = partial_prefix(out, "build-")
+        work = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=out.parent))
     except OSError as exc:
         raise StorageError(
             f"cannot write into {show(out.parent)}: {exc.strerror}; check it is writable"

@@ -4,7 +4,9 @@ Per target module the delta is ``scale * B @ A`` with ``scale = alpha / r`` (rsL
 ``alpha / sqrt(r)``), ``r`` and ``alpha`` taken from rank_pattern / alpha_pattern when a
 pattern matches the module (PEFT's rule: the pattern matches the end of the module name,
 on a dot boundary). Embedding LoRA (``lora_embedding_A/B``) gives ``(B @ A).T``. Keys that
-are not LoRA factors (modules_to_save, trained biases) replace the base tensor. DoRA is
+are not LoRA factors (modules_to_save, trained biases) replace the base tensor, except PEFT's
+copies of the base weight under a LoRA-wrapped embedding or head (``save_embedding_layers``:
+``...embed_tokens.base_layer.weight``), which are checked against the base instead. DoRA is
 merged as PEFT does for linear layers: ``m / ||W + dW||_row * (W + dW)``.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from assistant.errors import ConversionError
 
 from .hf import SafetensorsFile, read_json
+from .writer import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class Adapter:
     file: SafetensorsFile
     modules: dict[str, LoraModule] = field(default_factory=dict)
     replacements: dict[str, str] = field(default_factory=dict)  # HF tensor name -> key in file
+    # save_embedding_layers: PEFT's copy of a LoRA-wrapped embedding/head ("...base_layer.weight");
+    # HF tensor name of the base weight -> key in file. Must equal the base's tensor.
+    base_copies: dict[str, str] = field(default_factory=dict)
     fan_in_fan_out: bool = False
 
     @property
@@ -75,10 +81,17 @@ class Adapter:
         return files
 
     def factors(self, m: LoraModule) -> tuple[np.ndarray, np.ndarray]:
-        """(A, B) in float32, oriented as for a linear layer: delta = B @ A with shape of the weight."""
-        a = self.file.get_f32(m.a_key)
-        b = self.file.get_f32(m.b_key)
-        return a, b
+        """(A, B) in float32, oriented as for a linear layer: delta = B @ A with shape of the weight.
+
+        Checked for NaN/Inf here (the factors are small): a bad value is the adapter's, not the base's.
+        """
+        return self.tensor(m.a_key), self.tensor(m.b_key)
+
+    def tensor(self, key: str) -> np.ndarray:
+        """One tensor of the adapter in float32, refused with the adapter file's name if not finite."""
+        arr = self.file.get_f32(key)
+        check_finite(arr, key, f"adapter {self.file.path}")
+        return arr
 
     def delta(self, m: LoraModule, extra_scale: float = 1.0) -> np.ndarray:
         """extra_scale * scale * B @ A (embedding: its transpose), float32, in HF layout.
@@ -91,7 +104,7 @@ class Adapter:
         return np.ascontiguousarray(d.T) if m.embedding else d
 
     def magnitude(self, m: LoraModule) -> np.ndarray | None:
-        return None if m.magnitude_key is None else self.file.get_f32(m.magnitude_key).reshape(-1)
+        return None if m.magnitude_key is None else self.tensor(m.magnitude_key).reshape(-1)
 
     def close(self) -> None:
         self.file.close()
@@ -105,18 +118,31 @@ def _pattern_value(patterns: dict[str, Any], module: str) -> Any:
 
 
 def parse_adapter_arg(arg: str) -> tuple[str, float]:
-    """``PATH[@SCALE]`` -> (path, scale); a trailing ``@`` part that is not a number belongs to the path."""
+    """``PATH[@SCALE]`` -> (path, scale); a trailing ``@`` part that is not a number belongs to the path.
+
+    ``nan`` and ``inf`` parse as floats but would poison every merged weight: refused here, before
+    anything is read, unless the whole argument names an existing path.
+    """
     path, sep, scale = arg.rpartition("@")
-    if sep and path:
-        try:
-            return path, float(scale)
-        except ValueError:
-            pass
-    return arg, 1.0
+    if not (sep and path):
+        return arg, 1.0
+    try:
+        value = float(scale)
+    except ValueError:
+        return arg, 1.0
+    if math.isfinite(value):
+        return path, value
+    if Path(arg).exists():
+        return arg, 1.0
+    raise ConversionError(
+        f"--adapter {arg}: the scale {scale!r} is not a finite number; give e.g. {path}@0.5"
+    )
 
 
 def load_adapter(path: Path, user_scale: float = 1.0) -> Adapter:
     path = Path(path)
+    if not math.isfinite(user_scale):
+        raise ConversionError(f"adapter {path}: scale {user_scale} is not a finite number")
     if not path.is_dir():
         raise ConversionError(
             f"adapter {path} is not a directory; expected a PEFT adapter (adapter_config.json)"
@@ -161,8 +187,12 @@ def _index(adapter: Adapter, where: Path) -> None:
         if m:
             parts.setdefault(m.group("module"), {})[m.group("kind")] = key
             continue
-        # modules_to_save (full replacement) or a trained bias
+        if name.endswith(".base_layer.weight"):
+            adapter.base_copies[name.replace(".base_layer.", ".")] = key
+            continue
+        # modules_to_save (full replacement) or a trained bias (of a LoRA-wrapped layer: base_layer.bias)
         name = name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
+        name = name.replace(".base_layer.", ".")
         if not name.endswith((".weight", ".bias")):
             raise ConversionError(
                 f"{adapter.file.path}: unrecognised tensor {key!r}; is this a PEFT LoRA adapter?"

@@ -12,7 +12,9 @@
     scale = 1.0
 
 Paths are relative to the recipe file; ``{home}`` at the start of a path is the model home
-(``--home``, ``ASSISTANT_HOME``, ``models/`` of a checkout). Every problem is one
+(``--home``, ``ASSISTANT_HOME``, ``models/`` of a checkout). A recipe's output stays inside
+the model home or the recipe's own directory tree (symlinks resolved): a recipe from elsewhere
+cannot write into system directories; ``assistant build -o FILE`` puts it anywhere. Every problem is one
 :class:`~assistant.errors.RecipeError` naming the file and the field (TOML syntax errors
 with their line), raised before anything is written.
 """
@@ -120,6 +122,7 @@ class Recipe:
     system_prompt: str | None = None
     description: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    output_explicit: bool = False  # chosen by the user (-o), not by the recipe: may be anywhere
 
     @property
     def auto(self) -> bool:
@@ -290,8 +293,13 @@ def parse_quant(recipe: Path, value: str) -> str:
     )
 
 
-def load_recipe(path: str | os.PathLike[str], home: Path) -> Recipe:
-    """Read and check a recipe (syntax, keys, types, local paths); nothing is written."""
+def load_recipe(
+    path: str | os.PathLike[str], home: Path, output: str | os.PathLike[str] | None = None
+) -> Recipe:
+    """Read and check a recipe (syntax, keys, types, local paths); nothing is written.
+
+    ``output``: the user's own output file (``-o``), instead of the recipe's ``output``.
+    """
     rpath = Path(os.path.normpath(Path(path).expanduser().absolute()))
     if rpath.is_dir():
         raise RecipeError(f"{show(rpath)} is a directory; give a recipe file (build/NAME.toml) or use --all")
@@ -366,13 +374,22 @@ def load_recipe(path: str | os.PathLike[str], home: Path) -> Recipe:
         raise RecipeError(f"{where}: min_cosine: must be in (0, 1], got {min_cosine}")
 
     output_spec = _string(rpath, data, "output") or f"{HOME_VAR}/{rpath.stem}.gguf"
+    if output is not None:
+        output_spec = str(output)
+        where_out = f"-o {output_spec}"
+    else:
+        where_out = f"{where}: output"
     if not output_spec.lower().endswith(".gguf"):
-        raise RecipeError(f"{where}: output: {output_spec} should end in .gguf")
-    if _bad_placeholder(output_spec):
+        raise RecipeError(f"{where_out}: {output_spec} should end in .gguf")
+    if output is None and _bad_placeholder(output_spec):
         raise RecipeError(f"{where}: output: the only placeholder is {HOME_VAR} at the start of a path")
-    output = expand(output_spec, rpath.parent, home)
-    if output.is_dir():
-        raise RecipeError(f"{where}: output: {output_spec} is a directory; give a file name ending in .gguf")
+    out_path = (
+        Path(os.path.normpath(Path(output).expanduser().absolute()))
+        if output is not None
+        else expand(output_spec, rpath.parent, home)
+    )
+    if out_path.is_dir():
+        raise RecipeError(f"{where_out}: {output_spec} is a directory; give a file name ending in .gguf")
 
     eval_spec = _string(rpath, data, "eval_text")
     eval_path = None
@@ -415,8 +432,9 @@ def load_recipe(path: str | os.PathLike[str], home: Path) -> Recipe:
         base=base,
         adapters=adapters,
         quant=quant,
-        output=output,
+        output=out_path,
         output_spec=output_spec,
+        output_explicit=output is not None,
         max_kld=max_kld,
         min_cosine=min_cosine,
         eval_text=eval_path,

@@ -30,7 +30,7 @@ from .recipe import expand, show
 @dataclass
 class Check:
     subject: str
-    status: str  # "ok", "differs", "missing" (not present here, not counted)
+    status: str  # "ok", "differs", "missing" (not present or not checkable here; not counted), "note"
     detail: str = ""
 
     def to_dict(self) -> dict[str, str]:
@@ -40,7 +40,7 @@ class Check:
 @dataclass
 class VerifyReport:
     model: Path
-    lock: Path
+    lock: Path | None  # None: no lock; checked against the provenance embedded in the GGUF
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -54,7 +54,8 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": str(self.model),
-            "lock": str(self.lock),
+            "lock": str(self.lock) if self.lock is not None else None,
+            "against": "lock" if self.lock is not None else "embedded provenance",
             "ok": self.ok,
             "checks": [c.to_dict() for c in self.checks],
         }
@@ -275,6 +276,8 @@ def verify_model(model: Path, lock_path: Path | None = None, home: Path | None =
     if not model.is_file():
         raise ModelNotFoundError(f"{show(model)}: no such model file")
     lock_file = Path(lock_path).expanduser().absolute() if lock_path else lock_path_for(model)
+    if lock_path is None and not lock_file.exists():
+        return verify_embedded(model, lock_file, home or model.parent)
     lock = read_lock(lock_file)
     home = home or model.parent
     report = VerifyReport(model, lock_file)
@@ -316,4 +319,58 @@ def verify_model(model: Path, lock_path: Path | None = None, home: Path | None =
     if isinstance(inputs.get("eval_text"), dict):
         entry = inputs["eval_text"]
         _check_input(report, "eval_text", entry, _locate(entry, recipe_dir, home))
+    return report
+
+
+def verify_embedded(model: Path, lock_file: Path, home: Path) -> VerifyReport:
+    """No lock (a ``convert`` output): check what the provenance embedded in the GGUF allows.
+
+    The inputs' sha256 (where the files are present), the output type and the tool version can
+    be checked; the GGUF's own sha256 cannot (nothing records it), and is reported as skipped.
+    """
+    from assistant.errors import RecipeError
+    from assistant.models.gguf_info import read_gguf_info
+
+    from . import TOOL_NAME, __version__
+    from .build import embedded_provenance
+
+    record = embedded_provenance(model)
+    if record is None:
+        raise RecipeError(
+            f"{show(lock_file)}: no such lock file, and {show(model)} has no embedded provenance ({prov.KEY}); "
+            "there is nothing to verify it against"
+        )
+    report = VerifyReport(model, None)
+    report.checks.append(
+        Check(
+            "output",
+            "missing",
+            f"no lock file {lock_file.name}: nothing records the GGUF's own sha256 (`assistant build` writes one)",
+        )
+    )
+    kind = record.get("kind", "model")
+    report.checks.append(Check("provenance", "ok", f"embedded record of a {kind} read"))
+    want = str(record.get("output_type", ""))
+    have = read_gguf_info(model).quant_type
+    if kind == "model" and want:
+        same = have.upper() == want.upper()
+        report.checks.append(
+            Check(
+                "type", "ok" if same else "differs", f"{have}" + ("" if same else f", the record says {want}")
+            )
+        )
+    tool, version = record.get("tool"), record.get("version")
+    if (tool, version) == (TOOL_NAME, __version__):
+        report.checks.append(Check("tool", "ok", f"made by {tool} {version}, the version installed here"))
+    else:
+        report.checks.append(
+            Check("tool", "note", f"made by {tool} {version}; installed here: {TOOL_NAME} {__version__}")
+        )
+    entries = [("base", record.get("base"))]
+    entries += [(f"adapter[{i}]", a) for i, a in enumerate(record.get("adapters") or [], start=1)]
+    for label, entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        root = _locate({"path": entry.get("path"), "files": entry.get("files")}, None, home)
+        _check_input(report, label, entry | {"spec": entry.get("path")}, root)
     return report

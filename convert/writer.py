@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.errors import ConversionError
+from assistant.io import PARTIAL_SUFFIX, partial_prefix
 
 from .hf import f32_to_bf16
 
@@ -84,7 +85,7 @@ def atomic_path(dest: Path, tag: str = "") -> Iterator[Path]:
     """A temporary path next to ``dest``; fsynced and renamed onto ``dest`` if the block succeeds."""
     dest = Path(dest)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{tag}", suffix=".tmp-partial", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=partial_prefix(dest, tag), suffix=PARTIAL_SUFFIX, dir=dest.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is as readable as any other
         os.close(fd)
     except OSError as exc:
@@ -116,7 +117,7 @@ def atomic_path(dest: Path, tag: str = "") -> Iterator[Path]:
 def temp_path(dest: Path, tag: str) -> Iterator[Path]:
     """A scratch file next to ``dest`` that is always removed."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{tag}", suffix=".tmp-partial", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=partial_prefix(dest, tag), suffix=PARTIAL_SUFFIX, dir=dest.parent)
         os.close(fd)
     except OSError as exc:
         raise _write_error(dest, exc) from exc

@@ -46,6 +46,15 @@ def _human(n: int) -> str:
     default=None,
     help="Threads for quantizing and measuring (default: cores, max 8).",
 )
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the GGUF (and its lock) here instead of the recipe's output; one recipe only. "
+    "Without it a recipe writes only into the model home or its own directory.",
+)
 @click.option("--dry-run", is_flag=True, help="Only check the recipes and say what would be built and why.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per recipe, one per line.")
 @click.pass_obj
@@ -56,6 +65,7 @@ def build_command(
     recipes_dir: Path | None,
     force: bool,
     threads: int | None,
+    out: Path | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -79,8 +89,10 @@ def build_command(
             if not build_all
             else f"no recipes (*.toml) in {_recipes_dir(recipes_dir)}"
         )
+    if out is not None and (build_all or len(paths) != 1):
+        raise UsageError("-o names one output file: give exactly one recipe, and no --all")
     home = app.home.root
-    plans = [plan_build(p, home, force=force) for p in paths]
+    plans = [plan_build(p, home, force=force, output=out) for p in paths]
     seen: dict[Path, Path] = {}
     for plan in plans:
         other = seen.setdefault(plan.recipe.output, plan.recipe.path)
@@ -126,16 +138,18 @@ def build_command(
         if as_json:
             click.echo(json.dumps(result.to_dict()))
             continue
-        out = result.lock["output"]
+        made = result.lock["output"]
         if result.built:
             assert result.quality is not None
             click.echo(result.quality.table())
             click.echo(
-                f"{r.name}: wrote {result.out} ({out['type']}, {_human(out['size'])}, sha256 {out['sha256'][:16]}…) "
+                f"{r.name}: wrote {result.out} ({made['type']}, {_human(made['size'])}, sha256 {made['sha256'][:16]}…) "
                 f"and {result.lock_path.name} in {result.seconds:.1f} s"
             )
         else:
-            click.echo(f"{r.name}: {result.out} is up to date ({out['type']}, sha256 {out['sha256'][:16]}…)")
+            click.echo(
+                f"{r.name}: {result.out} is up to date ({made['type']}, sha256 {made['sha256'][:16]}…)"
+            )
         for note in result.notes:
             click.echo(f"  note: {note}")
 
@@ -153,7 +167,8 @@ def build_command(
 @click.pass_obj
 def verify_command(app: AppContext, model: Path, lock_path: Path | None, as_json: bool) -> None:
     """Check a built GGUF against its lock: its sha256, the provenance embedded in it, and the
-    recipe and input files that are present here (hashed again).
+    recipe and input files that are present here (hashed again). Without a lock (a `convert`
+    output) the provenance embedded in the GGUF is the reference: input files, type, tool version.
 
     Exits 0 only when everything matches; otherwise lists exactly what differs and exits 2.
     Inputs that are not present on this machine are reported and not counted.
@@ -167,15 +182,18 @@ def verify_command(app: AppContext, model: Path, lock_path: Path | None, as_json
     if not model.exists() and (home / model).is_file():
         model = home / model
     report = verify_model(model, lock_path, home=home)
+    against = show(report.lock) if report.lock is not None else "its embedded provenance"
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
-        click.echo(f"verify {show(report.model)} against {show(report.lock)}")
-        labels = {"ok": "ok     ", "differs": "DIFFERS", "missing": "skipped"}
+        no_lock = "" if report.lock is not None else " (no lock file: only some checks are possible)"
+        click.echo(f"verify {show(report.model)} against {against}{no_lock}")
+        labels = {"ok": "ok     ", "differs": "DIFFERS", "missing": "skipped", "note": "note   "}
         for c in report.checks:
             click.echo(f"{labels[c.status]} {c.subject}: {c.detail}")
     if not report.ok:
         what = "; ".join(f"{c.subject}: {c.detail}" for c in report.differences)
-        raise VerificationError(f"{show(report.model)} does not match {show(report.lock)}: {what}")
+        raise VerificationError(f"{show(report.model)} does not match {against}: {what}")
     if not as_json:
-        click.echo("all checks passed")
+        skipped = sum(c.status == "missing" for c in report.checks)
+        click.echo("all checks passed" + (f" ({skipped} could not be made here)" if skipped else ""))

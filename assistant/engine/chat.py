@@ -20,6 +20,7 @@ from ..errors import ChatTemplateError, ModelError, UsageError
 from ..models.archs import EMBEDDING_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES, NON_TEXT_ARCHITECTURES
 from ..models.gguf_info import GGUFInfo, read_gguf_info
 from .context import ContextReport, Message, fit_messages
+from .lora import check_adapter_fits
 from .sampling import SamplingParams
 from .stream import TextStream
 from .template import ChatTemplate, resolve_template
@@ -243,6 +244,7 @@ class ChatModel:
             info = read_gguf_info(path)
             if info.kind != "adapter":
                 raise ModelError(f"{path.name} is not a LoRA adapter (general.type={info.kind})")
+            check_adapter_fits(info, self.info)  # llama.cpp aborts on some misfits
             resolved.append((path, float(scale)))
         with self._lock:
             ptrs = [(self._model.load_adapter(p), s) for p, s in resolved]

@@ -11,7 +11,7 @@ RECIPE = """\
 # two adapters over a tiny model
 base = "../models/base"
 quant = "Q4_K_M"
-output = "../out/bot.gguf"
+output = "out/bot.gguf"
 system_prompt = "You are terse."
 
 [[adapter]]
@@ -34,11 +34,11 @@ class Project:
 
     @property
     def out(self) -> Path:
-        return self.root / "out" / "bot.gguf"
+        return self.root / "build" / "out" / "bot.gguf"
 
     @property
     def lock(self) -> Path:
-        return self.root / "out" / "bot.gguf.lock.json"
+        return self.root / "build" / "out" / "bot.gguf.lock.json"
 
     def adapter(self, name: str) -> Path:
         return self.root / "adapters" / name

@@ -50,13 +50,13 @@ def _short_eval(p: Project) -> Path:
 
 
 def _foreign_output(p: Project) -> Path:
-    (p.root / "out").mkdir()
+    p.out.parent.mkdir()
     p.out.write_bytes(b"someone else's model")
     return p.recipe
 
 
 def _broken_lock(p: Project) -> Path:
-    (p.root / "out").mkdir()
+    p.out.parent.mkdir()
     p.lock.write_text("{not json")
     return p.recipe
 
@@ -68,7 +68,7 @@ def _not_utf8(p: Project) -> Path:
 
 def _embedding_with_max_kld(p: Project) -> Path:
     cvt_models.make_bert(p.root / "models" / "bert")
-    return p.write('base = "../models/bert"\nquant = "auto"\nmax_kld = 0.05\noutput = "../out/bot.gguf"\n')
+    return p.write('base = "../models/bert"\nquant = "auto"\nmax_kld = 0.05\noutput = "out/bot.gguf"\n')
 
 
 CASES: dict[str, tuple[Callable[[Project], Path], list[str]]] = {
@@ -120,16 +120,16 @@ CASES: dict[str, tuple[Callable[[Project], Path], list[str]]] = {
         ["bot.toml: max_kld: next-token KLD does not apply"],
     ),
     "output inside an adapter": (
-        _replace("../out/bot.gguf", "../adapters/a1/merged.gguf"),
+        _replace("out/bot.gguf", "../adapters/a1/merged.gguf"),
         ["bot.toml: output: ../adapters/a1/merged.gguf is inside the input directory of adapter[1].path"],
     ),
     "output inside the base": (
-        _replace("../out/bot.gguf", "../models/base/merged.gguf"),
+        _replace("out/bot.gguf", "../models/base/merged.gguf"),
         ["bot.toml: output:", "inside the input directory of base"],
     ),
     "output not .gguf": (
-        _replace("../out/bot.gguf", "../out/bot.bin"),
-        ["bot.toml: output: ../out/bot.bin should end in .gguf"],
+        _replace("out/bot.gguf", "out/bot.bin"),
+        ["bot.toml: output: out/bot.bin should end in .gguf"],
     ),
     "missing eval_text": (
         _replace('quant = "Q4_K_M"', 'quant = "Q4_K_M"\neval_text = "nope.txt"'),

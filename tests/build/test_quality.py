@@ -16,7 +16,7 @@ AUTO = """\
 base = "../models/base"
 quant = "auto"
 {budget}
-output = "../out/{name}.gguf"
+output = "out/{name}.gguf"
 [[adapter]]
 path = "../adapters/a1"
 [[adapter]]
@@ -141,7 +141,7 @@ def test_embedding_model_report_and_auto_min_cosine(project: Project) -> None:
 
     cvt_models.make_bert(project.root / "models" / "bert", hidden=256, ffn=512)
     recipe = project.write(
-        'base = "../models/bert"\nquant = "auto"\nmin_cosine = 1.0\noutput = "../out/e.gguf"\n', "e"
+        'base = "../models/bert"\nquant = "auto"\nmin_cosine = 1.0\noutput = "out/e.gguf"\n', "e"
     )
     result = build_recipe(recipe, project.home, threads=1)
     q = result.lock["quality"]

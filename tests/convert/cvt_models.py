@@ -513,11 +513,17 @@ def make_adapter(
     modules_to_save: dict[str, np.ndarray] | None = None,
     dora: bool = False,
     embedding_lora: bool = False,
+    save_embedding_layers: bool = False,
     seed: int = 1,
     std: float = 0.3,
     layers: list[int] | None = None,
 ) -> TinyAdapter:
-    """A PEFT LoRA adapter over ``model`` (random A and B: B is not zero, so the delta shows)."""
+    """A PEFT LoRA adapter over ``model`` (random A and B: B is not zero, so the delta shows).
+
+    ``save_embedding_layers``: as PEFT's get_peft_model_state_dict saves it when embed_tokens or
+    lm_head is a LoRA target (its "auto" default): the wrapped layer's base weight too, under
+    ``base_model.model.<module>.base_layer.weight`` (a tied head's is the embedding matrix).
+    """
     import re
 
     path.mkdir(parents=True, exist_ok=True)
@@ -569,6 +575,13 @@ def make_adapter(
         tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = a
         tensors["base_model.model.model.embed_tokens.lora_embedding_B"] = b
         factors["model.embed_tokens"] = (a, b, (alpha / math.sqrt(r)) if rslora else alpha / r)
+    if save_embedding_layers:
+        embed = model.weights["model.embed_tokens.weight"]
+        if embedding_lora:
+            tensors["base_model.model.model.embed_tokens.base_layer.weight"] = embed.copy()
+        if "lm_head" in targets:
+            head = model.weights.get("lm_head.weight", embed)
+            tensors["base_model.model.lm_head.base_layer.weight"] = head.copy()
     replacements = {}
     for name, value in (modules_to_save or {}).items():
         tensors[f"base_model.model.{name}"] = value
@@ -584,7 +597,7 @@ def make_adapter(
         "use_rslora": rslora,
         "use_dora": dora,
         "fan_in_fan_out": fan_in_fan_out,
-        "target_modules": sorted(set(targets)),
+        "target_modules": sorted(set(targets) | ({"embed_tokens"} if embedding_lora else set())),
         "rank_pattern": rank_pattern or {},
         "alpha_pattern": alpha_pattern or {},
         "modules_to_save": sorted({n.rsplit(".", 2)[-2] for n in (modules_to_save or {})}) or None,
