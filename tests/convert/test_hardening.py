@@ -135,6 +135,19 @@ def test_peft_save_embedding_layers_layout_is_merged(tmp_path: Path, tiny_llama)
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
 
 
+def test_save_embedding_layers_on_a_tied_model(tmp_path: Path) -> None:
+    """Tied embeddings: PEFT's copy of lm_head's base layer is the embedding matrix."""
+    tied = cvt_models.make_decoder(tmp_path / "tied", tie=True)
+    saved = _embedding_adapter(tmp_path / "saved", tied, save=True)
+    plain = _embedding_adapter(tmp_path / "plain", tied, save=False)
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    convert_model(tied.path, a, [(saved.path, 1.0)], quant="F32")
+    convert_model(tied.path, b, [(plain.path, 1.0)], quant="F32")
+    ta, tb = _tensors(a), _tensors(b)
+    assert "output.weight" in ta and ta.keys() == tb.keys()
+    assert all(np.array_equal(ta[k], tb[k]) for k in ta)
+
+
 def test_a_copy_that_is_not_the_base_is_refused(tmp_path: Path, tiny_llama) -> None:
     ad = _embedding_adapter(tmp_path / "ad", tiny_llama, save=True)
     other = cvt_models.make_decoder(tmp_path / "other", seed=9)  # same shapes, other weights
