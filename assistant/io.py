@@ -30,7 +30,16 @@ _STARTED = time.time()  # this process's start, near enough: the module is impor
 
 
 def _start_ticks(pid: int) -> int | None:
-    """A process's start time (clock ticks after boot, /proc/PID/stat field 22); None if it is gone."""
+    """A process's start time (clock ticks after boot, /proc/PID/stat field 22); None if it is gone,
+    0 if it runs but the start is unknown (no /proc: not Linux)."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass  # exists, owned by someone else
+        return 0
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
@@ -38,22 +47,14 @@ def _start_ticks(pid: int) -> int | None:
     except FileNotFoundError:
         return None
     except (OSError, IndexError, ValueError):
-        return 0  # no /proc (not Linux): known alive, start unknown
+        return 0
 
 
 def _alive(pid: int, start: int) -> bool:
     ticks = _start_ticks(pid)
     if ticks is None:
         return False
-    if ticks == 0 or start == 0:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except OSError:
-            return True
-        return True
-    return ticks == start  # another process with a reused pid does not own it
+    return ticks == 0 or start == 0 or ticks == start  # a reused pid with another start does not own it
 
 
 def partial_prefix(dest: Path, tag: str = "") -> str:
