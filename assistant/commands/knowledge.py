@@ -41,6 +41,14 @@ def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--threads", type=int, metavar="N", help="CPU threads (default: physical cores).")(f)
 
 
+def follow_symlinks_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--follow-symlinks",
+        is_flag=True,
+        help="Also index files that symlinks lead to outside the directory given (default: skipped).",
+    )(f)
+
+
 def _open(
     app: AppContext,
     kb: str | None,
@@ -89,12 +97,16 @@ def _print_problems(problems: list[Any], verbose: bool) -> None:
         click.secho(f"… and {len(problems) - len(shown)} more (--verbose lists all)", err=True, dim=True)
 
 
-def _summary(r: Any) -> str:
-    rate = f" ({r.tokens / r.embed_seconds:,.0f} tokens/s)" if r.embed_seconds > 0 and r.tokens else ""
+def _summary(r: Any, totals: dict[str, int]) -> str:
+    """Files by what happened to them, what this run wrote, and what the knowledge base holds now."""
+    counts = [(r.added, "added"), (r.updated, "updated"), (r.unchanged, "unchanged"), (r.removed, "removed"),
+              (r.skipped, "skipped"), (r.failed, "failed")]  # fmt: skip
+    files = ", ".join(f"{n:,} {what}" for n, what in counts if n) or "nothing to do"
+    rate = f", {r.tokens / r.embed_seconds:,.0f} tokens/s" if r.embed_seconds > 0 and r.tokens else ""
+    wrote = f"wrote {r.documents:,} documents ({r.chunks:,} chunks, {r.tokens:,} tokens{rate})"
     return (
-        f"{r.added} added, {r.updated} updated, {r.unchanged} unchanged, {r.removed} removed, "
-        f"{r.skipped} skipped, {r.failed} failed; {r.documents:,} documents, {r.chunks:,} chunks, {r.tokens:,} tokens "
-        f"in {r.seconds:,.1f} s{rate}"
+        f"files: {files}; {wrote} in {r.seconds:,.1f} s; "
+        f"the knowledge base now holds {totals['documents']:,} documents ({totals['chunks']:,} chunks)"
     )
 
 
@@ -135,6 +147,7 @@ def index_group() -> None:
     help="Skip files larger than this (default 64).",
 )
 @click.option("--hidden", is_flag=True, help="Include hidden files and directories.")
+@follow_symlinks_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts and problems.")
 @kb_option
 @embed_model_option
@@ -149,12 +162,14 @@ def index_add(
     overlap: int | None,
     max_file_mb: int | None,
     hidden: bool,
+    follow_symlinks: bool,
     as_json: bool,
     kb: str | None,
     embed_model: str | None,
     threads: int | None,
 ) -> int:
-    """Add files and directories: txt, md, rst, html, pdf, code, BEIR JSONL.
+    """Add files and directories: txt, md, rst, html, man pages, pdf, code, BEIR JSONL (text, html and
+    man pages may be .gz).
 
     Unchanged files are skipped; changed ones are re-indexed. Ctrl+C leaves the
     index consistent and the next run continues where it stopped.
@@ -177,6 +192,7 @@ def index_add(
         overlap=overlap if overlap is not None else int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
         max_file_bytes=(max_file_mb or DEFAULT_MAX_FILE_MB) << 20,
         include_hidden=hidden,
+        follow_symlinks=follow_symlinks,
     )
     try:
         ing = Ingestor(base.store, base.embedder, opts)
@@ -185,18 +201,9 @@ def index_add(
             raise UsageError(
                 "no files to index under " + ", ".join(paths) + (f" matching {glob!r}" if glob else "")
             )
-        for p in paths:
-            rp = Path(p).expanduser()
-            if rp.exists():
-                base.store.add_root(str(rp.resolve()), collection, glob)
         with _progress(total, "Indexing") as update:
-            ing._on_progress = update
             try:
-                import time
-
-                t0 = time.perf_counter()
-                ing.ingest_files(files)
-                ing.report.seconds = time.perf_counter() - t0
+                ing.add(paths, planned=files, on_progress=update)
             except KeyboardInterrupt:
                 click.echo("", err=True)
                 click.secho(
@@ -204,28 +211,37 @@ def index_add(
                     err=True,
                 )
                 return 130
-        return _report(ing.report, base.path, as_json, app.verbose)
+        return _report(ing.report, base, as_json, app.verbose)
     finally:
         base.close()
 
 
-def _report(report: Any, path: Path, as_json: bool, verbose: bool) -> int:
+def _report(report: Any, base: KnowledgeBase, as_json: bool, verbose: bool) -> int:
+    totals = {"documents": base.store.document_count(), "chunks": base.store.chunk_count()}
     if as_json:
-        click.echo(json.dumps({"kb": str(path), **report.as_dict()}, ensure_ascii=False))
+        click.echo(
+            json.dumps({"kb": str(base.path), **report.as_dict(), "kb_totals": totals}, ensure_ascii=False)
+        )
     else:
         _print_problems(report.problems, verbose)
-        click.echo(f"{path}: {_summary(report)}")
+        click.echo(f"{base.path}: {_summary(report, totals)}")
     return 1 if report.failed and not (report.added or report.updated or report.unchanged) else 0
 
 
 @index_group.command("sync")
+@follow_symlinks_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the counts and problems.")
 @kb_option
 @embed_model_option
 @threads_option
 @click.pass_obj
 def index_sync(
-    app: AppContext, as_json: bool, kb: str | None, embed_model: str | None, threads: int | None
+    app: AppContext,
+    follow_symlinks: bool,
+    as_json: bool,
+    kb: str | None,
+    embed_model: str | None,
+    threads: int | None,
 ) -> int:
     """Look again at every path added before: index new and changed files, remove deleted ones."""
     from ..knowledge.chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
@@ -237,15 +253,18 @@ def index_sync(
     opts = IngestOptions(
         max_tokens=int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
         overlap=int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
+        follow_symlinks=follow_symlinks,
     )
     try:
         ing = Ingestor(base.store, base.embedder, opts)
-        try:
-            report = ing.sync()
-        except KeyboardInterrupt:
-            click.secho("\nInterrupted: the index is consistent; run sync again to continue.", err=True)
-            return 130
-        return _report(report, base.path, as_json, app.verbose)
+        plan = ing.plan_sync()
+        with _progress(plan.total, "Syncing") as update:
+            try:
+                report = ing.sync(plan, on_progress=update)
+            except KeyboardInterrupt:
+                click.secho("\nInterrupted: the index is consistent; run sync again to continue.", err=True)
+                return 130
+        return _report(report, base, as_json, app.verbose)
     finally:
         base.close()
 
@@ -258,12 +277,22 @@ def _store(app: AppContext, kb: str | None, *, readonly: bool = True) -> Any:
 
 @index_group.command("list")
 @click.option("--collection", metavar="NAME", help="Only this collection.")
+@click.option("--excluded", is_flag=True, help="List the paths `index remove` excluded from sync instead.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per document.")
 @kb_option
 @click.pass_obj
-def index_list(app: AppContext, collection: str | None, as_json: bool, kb: str | None) -> None:
+def index_list(
+    app: AppContext, collection: str | None, excluded: bool, as_json: bool, kb: str | None
+) -> None:
     """List the documents in a knowledge base."""
     with _store(app, kb) as store:
+        if excluded:
+            paths = store.exclusions()
+            for e in paths:
+                click.echo(json.dumps({"excluded": e}, ensure_ascii=False) if as_json else e)
+            if not as_json:
+                click.secho(f"{len(paths)} excluded path(s)", dim=True, err=True)
+            return
         docs = store.documents(collection=collection)
         for d in docs:
             if as_json:
@@ -300,49 +329,25 @@ def index_list(app: AppContext, collection: str | None, as_json: bool, kb: str |
 def index_remove(
     app: AppContext, targets: tuple[str, ...], collection: str | None, as_json: bool, kb: str | None
 ) -> int:
-    """Remove documents: by path (a directory removes everything under it), JSONL id or uri."""
+    """Remove documents: by path (a directory removes everything under it), JSONL id or uri.
+
+    A path inside a folder that `index sync` looks at stays out: it is recorded as excluded
+    (`index list --excluded`) until you `index add` that path again.
+    """
     if not targets and collection is None:
         raise UsageError("give paths or ids to remove, or --collection NAME")
     with _store(app, kb, readonly=False) as store:
-        doomed: dict[int, str] = {}
-        missing = []
-        for t in targets:
-            found = store.documents(prefix=str(Path(t).expanduser().resolve())) if not t.isdigit() else []
-            found += store.documents(prefix=t) if not found else []
-            if not found:
-                rows = store.execute(
-                    "SELECT id, uri FROM documents WHERE doc_key = ? OR uri = ?", (t, t)
-                ).fetchall()
-                found_ids = {r[0]: r[1] for r in rows}
-            else:
-                found_ids = {d.id: d.uri for d in found}
-            # a JSONL file removes its records
-            rows = store.execute(
-                "SELECT id, uri FROM documents WHERE source = ?", (str(Path(t).expanduser().resolve()),)
-            ).fetchall()
-            found_ids.update({r[0]: r[1] for r in rows})
-            if not found_ids:
-                missing.append(t)
-            doomed.update(found_ids)
-        if collection is not None:
-            doomed.update({d.id: d.uri for d in store.documents(collection=collection)})
-        with store.transaction() as c:
-            for doc_id in doomed:
-                # a JSONL file that lost a record is no longer "complete": adding it again restores it
-                c.execute(
-                    "UPDATE sources SET complete = 0 WHERE path = (SELECT source FROM documents WHERE id = ?)",
-                    (doc_id,),
-                )
-                store.delete_document(doc_id, c)
-            for t in targets:
-                store.remove_root(c, str(Path(t).expanduser().resolve()))
+        result = store.remove(targets, collection=collection)
+    n = len(result.removed)
     if as_json:
-        click.echo(json.dumps({"removed": len(doomed), "not_found": missing}))
+        click.echo(json.dumps({"removed": n, "not_found": result.not_found, "excluded": result.excluded}))
     else:
-        for m in missing:
+        for m in result.not_found:
             click.secho(f"not found: {m}", err=True, fg="yellow")
-        click.echo(f"removed {len(doomed)} document(s)")
-    return 1 if missing and not doomed else 0
+        click.echo(f"removed {n} document(s)")
+        for e in result.excluded:
+            click.secho(f"excluded from sync: {e} (`index add` it to include it again)", err=True, dim=True)
+    return 1 if result.not_found and not n else 0
 
 
 @index_group.command("stats")
@@ -541,82 +546,3 @@ def search_command(
             click.echo(f"   {src.excerpt}")
     finally:
         base.close()
-
-
-# -- `assistant ask` with retrieval (called from commands/chat.py) ---------------------------
-
-
-def rag_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--no-rag, --kb, -k, --collection for `assistant ask` (they land in its **kwargs)."""
-    options = [
-        click.option("--no-rag", "no_rag", is_flag=True, help="Do not use the knowledge base."),
-        click.option(
-            "--kb",
-            "rag_kb",
-            metavar="NAME|PATH",
-            help="Knowledge base to answer from (default: knowledge/default.db when it exists).",
-        ),
-        click.option("-k", "rag_k", type=click.IntRange(1, 50), help="Sources to retrieve (default 5)."),
-        click.option("--collection", "rag_collection", metavar="NAME", help="Only use this collection."),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def ground_for_ask(
-    app: AppContext,
-    chat_model: Any,
-    content: str,
-    question: str,
-    system: str | None,
-    max_tokens: int,
-    kwargs: dict[str, Any],
-) -> Any:
-    """The grounded prompt for `ask`, or None when there is no knowledge base (or --no-rag).
-
-    Pops the rag options from kwargs.
-    """
-    no_rag = kwargs.pop("no_rag", False)
-    kb = kwargs.pop("rag_kb", None)
-    k = kwargs.pop("rag_k", None)
-    collection = kwargs.pop("rag_collection", None)
-    if no_rag:
-        return None
-    from ..knowledge.base import KnowledgeBase
-    from ..knowledge.grounding import DEFAULT_BUDGET, DEFAULT_K, ground
-
-    if kb is None and not KnowledgeBase.exists(app.home):
-        return None
-    base = _open(app, kb, None)
-    try:
-        if base.store.chunk_count() == 0:
-            return None
-        count = lambda s: len(chat_model.tokenize(s))  # noqa: E731
-        reserve = min(max_tokens, chat_model.n_ctx // 2)
-        room = chat_model.n_ctx - reserve - count(content) - count(system or "") - 256
-        budget = max(128, min(DEFAULT_BUDGET, room))
-        g = ground(
-            content,
-            base,
-            count_tokens=count,
-            budget_tokens=budget,
-            k=k or DEFAULT_K,
-            collection=collection,
-            system=system,
-            search_query=question or content,
-        )
-        for note in g.notes:
-            click.secho(f"note: {note}", err=True, dim=True)
-        return g
-    finally:
-        base.close()
-
-
-def print_sources(grounded: Any) -> None:
-    from ..knowledge.grounding import format_sources
-
-    if grounded is None or not grounded.sources:
-        return
-    click.secho("\nSources:", bold=True)
-    click.echo(format_sources(grounded.sources))

@@ -1,25 +1,32 @@
-"""Text out of files: plain text and code, Markdown, reST, HTML, PDF, BEIR JSONL.
+"""Text out of files: plain text and code, Markdown, reST, HTML, man pages, PDF, BEIR JSONL.
 
 Each reader yields ``Section``s (see chunk.py) so a large file never has to
 sit in memory whole: plain text is read in slices of about ``SECTION_CHARS``
 characters cut at line ends; a PDF gives one section per page (its page
-number kept); HTML gives its visible text with headings marked.
+number kept); HTML gives its visible text with headings marked; a man page
+(roff) its rendered text (roff.py). Text, HTML and man pages may be
+gzip-compressed (``README.md.gz``, ``ls.1.gz``): read through gzip, their
+kind taken from the name without ``.gz``.
 Problems a user can fix raise ``ExtractError`` with a one-line reason.
 """
 
 from __future__ import annotations
 
 import codecs
+import gzip
 import json
 import logging
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import KnowledgeBaseError
 from .chunk import Section
+from .roff import looks_like_man, man_to_text
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,13 @@ class ExtractError(KnowledgeBaseError):
 
 
 def kind_of(path: Path) -> str | None:
-    """The reader for a path by its name: txt, md, rst, html, pdf, jsonl, code, or None (sniff)."""
+    """The reader for a path by its name: txt, md, rst, html, pdf, jsonl, code, or None (sniff).
+
+    A compressed file (``.gz``) has the kind of its name without ``.gz``.
+    """
     ext = path.suffix.lower()
+    if is_compressed(path):
+        return kind_of(path.with_suffix(""))
     if ext in MARKDOWN_EXTS:
         return "md"
     if ext in RST_EXTS:
@@ -65,6 +77,55 @@ def kind_of(path: Path) -> str | None:
     if ext in TEXT_EXTS or path.name.lower() in KNOWN_NAMES:
         return "txt"
     return None
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def open_document(path: Path) -> BinaryIO:
+    """The file's bytes: decompressed on the fly for a .gz file."""
+    if is_compressed(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def decompressed_size(path: Path, limit: int) -> int:
+    """What a .gz file decompresses to, counted in a stream: refused above limit (a gzip bomb) or if damaged."""
+    n = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                n += len(block)
+                if n > limit:
+                    raise ExtractError(
+                        f"{path} decompresses to more than {limit / (1 << 20):,.0f} MB; "
+                        "skipped (raise the limit with --max-file-mb)"
+                    )
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ExtractError(f"{path} is not a valid gzip file ({exc}); skipped") from exc
+    return n
+
+
+def read_head(path: Path) -> bytes:
+    """The first SNIFF_BYTES of the document's bytes (decompressed for .gz)."""
+    try:
+        with open_document(path) as fh:
+            return fh.read(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
+        if is_compressed(path) and not isinstance(exc, PermissionError):
+            raise ExtractError(f"{path} is not a valid gzip file ({exc}); skipped") from exc
+        raise ExtractError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def sniff_kind(path: Path, kind: str | None) -> str:
+    """The reader for a file its name does not settle (kind None or txt): man (roff) or txt; binary refused."""
+    head = read_head(path)
+    if kind is None and looks_binary(head):
+        raise ExtractError(f"{path} looks like a binary file (not text); skipped")
+    if looks_like_man(head.decode(_encoding_for(head).replace("-sig", ""), errors="replace")):
+        return "man"
+    return "txt"
 
 
 def looks_binary(head: bytes) -> bool:
@@ -102,7 +163,7 @@ def read_text_sections(
 ) -> Iterator[Section]:
     """Stream a text file as sections of about section_chars, cut after a newline."""
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
+        fh = open_document(path)
     except OSError as exc:
         raise ExtractError(f"cannot read {path}: {exc.strerror}") from exc
     try:
@@ -154,11 +215,7 @@ def _title_from_text(path: Path, first: str, kind: str) -> str:
 
 def extract_text_file(path: Path, kind: str) -> Extracted:
     warnings: list[str] = []
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-    except OSError as exc:
-        raise ExtractError(f"cannot read {path}: {exc.strerror}") from exc
+    head = read_head(path)
     if looks_binary(head):
         raise ExtractError(f"{path} looks like a binary file (not text); skipped")
     first = head.decode(_encoding_for(head).replace("-sig", ""), errors="replace")
@@ -228,12 +285,17 @@ def html_to_text(markup: str) -> tuple[str, str]:
     return title, text
 
 
-def extract_html(path: Path, max_bytes: int) -> Extracted:
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 of the document's bytes (a whole HTML page or man page is parsed at once)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise ExtractError(f"cannot read {path}: {exc.strerror}") from exc
+        with open_document(path) as fh:
+            return fh.read(max_bytes + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ExtractError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def extract_html(path: Path, max_bytes: int) -> Extracted:
+    raw = _read_bounded(path, max_bytes)
     if looks_binary(raw[:SNIFF_BYTES]):
         raise ExtractError(f"{path} looks like a binary file, not HTML; skipped")
     m = re.search(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_\-]+)", raw[:4096], re.I)
@@ -248,6 +310,24 @@ def extract_html(path: Path, max_bytes: int) -> Extracted:
         warnings.append("not valid text in its declared encoding: undecodable bytes replaced with U+FFFD")
     if not text.strip():
         raise ExtractError(f"{path} has no visible text; skipped")
+    return Extracted(title or path.name, iter([Section(text)]), warnings, has_lines=False)
+
+
+# -- man pages ----------------------------------------------------------------------
+
+
+def extract_man(path: Path, max_bytes: int) -> Extracted:
+    """A man page (roff, maybe .gz) rendered to text; one that only sources another page is skipped."""
+    raw = _read_bounded(path, max_bytes)
+    source = raw.decode(_encoding_for(raw[:SNIFF_BYTES]), errors="replace")
+    title, text, redirect = man_to_text(source)
+    if not text.strip():
+        if redirect:
+            raise ExtractError(f"{path} only points to another manual page ({redirect}); skipped")
+        raise ExtractError(f"{path} has no text; skipped")
+    warnings = []
+    if "\ufffd" in source:
+        warnings.append("not valid UTF-8: undecodable bytes replaced with U+FFFD")
     return Extracted(title or path.name, iter([Section(text)]), warnings, has_lines=False)
 
 

@@ -1,7 +1,8 @@
 """Ingest files into a knowledge base: walk, extract, chunk, embed, write.
 
-``Ingestor.add(paths)`` walks files and directories (symlink loops and hidden
-or vendored directories skipped), extracts text (extract.py), chunks it by
+``Ingestor.add(paths)`` walks files and directories (symlink loops, hidden or
+vendored directories and symlinks leading out of the tree skipped; names that
+are not UTF-8 stored losslessly, paths.py), extracts text (extract.py), chunks it by
 the embedding model's tokens (chunk.py), embeds the chunks in groups and
 writes each group in one transaction holding whole documents, or whole
 sections of a large file. So:
@@ -19,6 +20,7 @@ changed files go in, documents whose file is gone are removed.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import logging
@@ -26,24 +28,30 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import AssistantError, KnowledgeBaseError
+from .. import interrupt
+from ..errors import AssistantError, KnowledgeBaseError, StorageError
 from .chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, Section, chunk_section, last_heading
 from .embed import Embedder
 from .extract import (
     Extracted,
     ExtractError,
+    decompressed_size,
     extract_html,
+    extract_man,
     extract_pdf,
     extract_text_file,
+    is_compressed,
     jsonl_body,
     kind_of,
-    looks_binary,
     read_jsonl,
+    sniff_kind,
 )
-from .store import ChunkRecord, KnowledgeStore
+from .paths import display_name, key_path, path_key
+from .store import ChunkRecord, KnowledgeStore, path_under
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ class IngestOptions:
     overlap: int = DEFAULT_OVERLAP
     max_file_bytes: int = DEFAULT_MAX_FILE_MB << 20
     include_hidden: bool = False
+    follow_symlinks: bool = False  # follow symlinks that lead outside the tree being added
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,14 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass
+class SyncPlan:
+    """What sync will look at: per tracked path its options and files; bytes in all."""
+
+    parts: list[tuple[IngestOptions, list[tuple[Path, int]]]]
+    total: int
+
+
+@dataclass
 class _Doc:
     uri: str
     doc_key: str
@@ -175,7 +192,7 @@ class Ingestor:
     # -- events ---------------------------------------------------------------------
 
     def _event(self, kind: str, path: str, message: str = "") -> None:
-        ev = IngestEvent(kind, path, message)
+        ev = IngestEvent(kind, path_key(path), display_name(message))  # printable, even for non-UTF-8 names
         r = self.report
         if kind in ("added", "updated", "unchanged", "removed", "skipped", "failed"):
             setattr(r, kind, getattr(r, kind) + 1)
@@ -192,18 +209,26 @@ class Ingestor:
     # -- walking --------------------------------------------------------------------
 
     def plan(self, paths: Sequence[str | os.PathLike[str]]) -> tuple[list[tuple[Path, int]], int]:
-        """Files to look at (path, size) and their total bytes; missing paths reported now."""
+        """Files to look at (path, size) and their total bytes; missing paths reported now.
+
+        A file reached twice (a symlink to a file also in the tree) is listed once.
+        """
         files: list[tuple[Path, int]] = []
         seen: set[str] = set()
         for p in paths:
-            for f, size in self._walk(Path(p).expanduser()):
+            root = Path(p).expanduser()
+            excluded = self.store.exclusions(under=path_key(root.resolve()))  # `index remove`d inside root
+            for f, size in self._walk(root):
                 key = str(f)
+                if excluded and any(path_under(path_key(f), e) for e in excluded):
+                    continue
                 if key not in seen:
                     seen.add(key)
                     files.append((f, size))
         return files, sum(s for _, s in files)
 
     def _walk(self, root: Path) -> Iterator[tuple[Path, int]]:
+        """Files under root (or root itself), real paths; symlinks leaving root skipped unless followed."""
         if not os.path.lexists(root):
             self._event("failed", str(root), "no such file or directory")
             return
@@ -224,9 +249,9 @@ class Ingestor:
             self._event("skipped", str(root), "not a regular file or directory")
             return
         visited: set[tuple[int, int]] = set()
-        stack = [root.resolve()]
-        glob = self.options.glob
         base = root.resolve()
+        stack = [base]
+        glob = self.options.glob
         while stack:
             d = stack.pop()
             try:
@@ -236,8 +261,7 @@ class Ingestor:
                 continue
             key = (dst.st_dev, dst.st_ino)
             if key in visited:
-                self._event("skipped", str(d), "directory already visited (symlink loop)")
-                continue
+                continue  # reached again through a symlink: its files are listed already
             visited.add(key)
             try:
                 entries = sorted(os.scandir(d), key=lambda e: e.name)
@@ -249,21 +273,18 @@ class Ingestor:
                 if e.name.startswith(".") and not self.options.include_hidden:
                     continue
                 try:
+                    target = self._link_target(e, base) if e.is_symlink() else Path(e.path)
+                    if target is None:
+                        continue
                     if e.is_dir(follow_symlinks=True):
                         if e.name in SKIP_DIRS:
                             continue
-                        if e.is_symlink():
-                            target = Path(e.path).resolve()
-                            if target == d or d.is_relative_to(target):
-                                self._event("skipped", e.path, "symlink loop (points to a parent directory)")
-                                continue
-                            subdirs.append(target)
-                        else:
-                            subdirs.append(Path(e.path))
+                        if e.is_symlink() and (target == d or d.is_relative_to(target)):
+                            self._event("skipped", e.path, "symlink loop (points to a parent directory)")
+                            continue
+                        subdirs.append(target)
                         continue
                     if not e.is_file(follow_symlinks=True):
-                        if e.is_symlink() and not os.path.exists(e.path):
-                            self._event("failed", e.path, "broken symlink")
                         continue
                     if glob:
                         rel = os.path.relpath(e.path, base)
@@ -276,26 +297,77 @@ class Ingestor:
                     else:
                         self._event("failed", e.path, f"cannot read: {exc.strerror}")
                     continue
-                yield Path(e.path).resolve() if e.is_symlink() else Path(e.path), size
+                yield target, size
             stack.extend(reversed(subdirs))
+
+    def _link_target(self, entry: os.DirEntry[str], base: Path) -> Path | None:
+        """Where a symlink leads, or None (reported) when it is broken or leaves the tree unfollowed."""
+        try:
+            os.stat(entry.path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._event("skipped", entry.path, "symlink loop")
+            else:
+                self._event("failed", entry.path, "broken symlink")
+            return None
+        target = Path(entry.path).resolve()
+        if not self.options.follow_symlinks and not target.is_relative_to(base):
+            self._event(
+                "skipped",
+                entry.path,
+                f"symlink to {target}, outside {base}; not followed (--follow-symlinks to include it)",
+            )
+            return None
+        return target
 
     # -- public ---------------------------------------------------------------------
 
-    def add(self, paths: Sequence[str | os.PathLike[str]], *, record_roots: bool = True) -> IngestReport:
+    def add(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        planned: list[tuple[Path, int]] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        record_roots: bool = True,
+    ) -> IngestReport:
+        """Add paths (walked now, or ``planned`` by plan()); they are tracked for sync, and a path
+        given explicitly is no longer excluded. ``on_progress`` receives bytes done."""
         t0 = time.perf_counter()
-        files, _total = self.plan(paths)
+        files = planned if planned is not None else self.plan(paths)[0]
         if record_roots:
             for p in paths:
                 rp = Path(p).expanduser()
                 if rp.exists():
-                    self.store.add_root(str(rp.resolve()), self.options.collection, self.options.glob)
-        self.ingest_files(files)
+                    key = path_key(rp.resolve())
+                    self.store.add_root(key, self.options.collection, self.options.glob)
+                    self.store.unexclude(key)
+        with self._progress_to(on_progress):
+            self.ingest_files(files)
         self.report.seconds += time.perf_counter() - t0
         return self.report
+
+    @contextmanager
+    def _progress_to(self, on_progress: Callable[[int], None] | None) -> Iterator[None]:
+        saved = self._on_progress
+        self._on_progress = on_progress or saved
+        try:
+            yield
+        finally:
+            self._on_progress = saved
+
+    @contextmanager
+    def _using(self, options: IngestOptions) -> Iterator[None]:
+        saved = self.options
+        self.options = options
+        try:
+            yield
+        finally:
+            self.options = saved
 
     def ingest_files(self, files: Iterable[tuple[Path, int]]) -> None:
         try:
             for path, size in files:
+                interrupt.check()  # a Ctrl+C that came inside llama.cpp: stop between files
                 try:
                     self._file(path, size)
                 except ExtractError as exc:
@@ -303,7 +375,7 @@ class Ingestor:
                         "failed" if "cannot read" in str(exc) else "skipped", str(path), _reason(exc, path)
                     )
                     self._progress(size)
-                except KnowledgeBaseError:
+                except (KnowledgeBaseError, StorageError):  # the knowledge base itself (full, damaged): stop
                     raise
                 except AssistantError as exc:
                     self._event("failed", str(path), str(exc))
@@ -313,32 +385,34 @@ class Ingestor:
             self._pending.clear()
             self._pending_chunks = 0
 
-    def sync(self) -> IngestReport:
+    def plan_sync(self) -> SyncPlan:
+        """Walk every tracked path (with the collection and glob it was added with)."""
+        parts = []
+        for root, collection, glob in self.store.roots():
+            if key_path(root).exists():
+                options = replace(self.options, collection=collection, glob=glob)
+                with self._using(options):
+                    parts.append((options, self.plan([key_path(root)])[0]))
+        return SyncPlan(parts, sum(size for _, files in parts for _, size in files))
+
+    def sync(
+        self, planned: SyncPlan | None = None, *, on_progress: Callable[[int], None] | None = None
+    ) -> IngestReport:
         """Look again at every path given to add: add new and changed files, remove deleted ones."""
         t0 = time.perf_counter()
         for source in self.store.all_sources():
-            if not os.path.exists(source):
+            if not key_path(source).exists():
                 n = self.remove_source(source)
                 self._event("removed", source, f"file is gone ({n} document(s))")
-        for root, collection, glob in self.store.roots():
-            if not os.path.exists(root):
+        for root, _collection, _glob in self.store.roots():
+            if not key_path(root).exists():
                 with self.store.transaction() as c:
                     self.store.remove_root(c, root)
-                continue
-            saved = self.options
-            self.options = IngestOptions(
-                collection=collection,
-                glob=glob,
-                max_tokens=saved.max_tokens,
-                overlap=saved.overlap,
-                max_file_bytes=saved.max_file_bytes,
-                include_hidden=saved.include_hidden,
-            )
-            try:
-                files, _ = self.plan([root])
-                self.ingest_files(files)
-            finally:
-                self.options = saved
+        plan = planned if planned is not None else self.plan_sync()
+        with self._progress_to(on_progress):
+            for options, files in plan.parts:
+                with self._using(options):
+                    self.ingest_files(files)
         self.report.seconds += time.perf_counter() - t0
         return self.report
 
@@ -353,7 +427,7 @@ class Ingestor:
     # -- one file -------------------------------------------------------------------
 
     def _file(self, path: Path, size: int) -> None:
-        spath = str(path)
+        spath = path_key(path)
         try:
             st = path.stat()
         except OSError as exc:
@@ -361,15 +435,11 @@ class Ingestor:
         if not os.access(path, os.R_OK):
             raise ExtractError(f"cannot read {path}: permission denied")
         kind = kind_of(path)
-        if kind is None:
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(8192)
-            except OSError as exc:
-                raise ExtractError(f"cannot read {path}: {exc.strerror}") from exc
-            if looks_binary(head):
-                raise ExtractError(f"{path} looks like a binary file (not text); skipped")
-            kind = "txt"
+        compressed = is_compressed(path)
+        if compressed and kind in ("pdf", "jsonl"):
+            raise ExtractError(f"{path} is a compressed {kind.upper()} file; decompress it to index it")
+        if kind in (None, "txt"):  # a man page (roff) by its content; binary refused
+            kind = sniff_kind(path, kind) if st.st_size else "txt"
         if st.st_size == 0:
             self._drop_existing(spath)
             raise ExtractError(f"{path} is empty; skipped")
@@ -394,12 +464,17 @@ class Ingestor:
             self._event("unchanged", spath)
             self._progress(size)
             return
+        if compressed and decompressed_size(path, self.options.max_file_bytes) == 0:
+            self._drop_existing(spath)
+            raise ExtractError(f"{path} is empty; skipped")
         try:
             sha = sha256_file(path)
         except OSError as exc:
             raise ExtractError(f"cannot read {path}: {exc.strerror}") from exc
         resume_from = 0
-        doc = _Doc(spath, spath, spath, path.name, kind, collection, sha, st.st_mtime, st.st_size)
+        doc = _Doc(
+            spath, spath, spath, display_name(path.name), kind, collection, sha, st.st_mtime, st.st_size
+        )
         if existing is not None and existing.sha256 == sha and existing.collection == collection:
             if existing.complete:
                 self.store.touch(existing.id, st.st_mtime, st.st_size)
@@ -417,7 +492,7 @@ class Ingestor:
         elif existing is not None:
             doc.replaced = True
         extracted = self._extract(path, kind)
-        doc.title = extracted.title
+        doc.title = display_name(extracted.title)
         self._document(doc, extracted, resume_from, size)
 
     def _resume_ordinal(self, doc_id: int, sections_done: int) -> int:
@@ -435,6 +510,8 @@ class Ingestor:
             return extract_pdf(path)
         if kind == "html":
             return extract_html(path, self.options.max_file_bytes)
+        if kind == "man":
+            return extract_man(path, self.options.max_file_bytes)
         return extract_text_file(path, kind)
 
     def _document(self, doc: _Doc, extracted: Extracted, resume_from: int, size: int) -> None:
@@ -493,7 +570,7 @@ class Ingestor:
     # -- JSONL ----------------------------------------------------------------------
 
     def _jsonl(self, path: Path, st: os.stat_result) -> None:
-        spath = str(path)
+        spath = path_key(path)
         collection = self.options.collection
         src = self.store.source(spath)
         if src is not None and src[3] and src[1] == st.st_mtime and src[2] == st.st_size:
