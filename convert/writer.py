@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant import interrupt
 from assistant.errors import ConversionError
 from assistant.io import PARTIAL_SUFFIX, partial_prefix
 
@@ -305,6 +306,7 @@ def write_gguf(
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_prepare, tensors[0], chosen[0], threads) if tensors else None
             for i, t in enumerate(tensors):
+                interrupt.check()  # a Ctrl+C that came inside llama.cpp's log callback
                 assert pending is not None
                 data = pending.result()
                 pending = (
