@@ -70,6 +70,11 @@ def _write_error(dest: Path, exc: OSError) -> ConversionError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         what = "disk full" if exc.errno != errno.EFBIG else "file size limit reached"
         return ConversionError(f"cannot write {dest}: {what} ({exc.strerror}); free some space and run again")
+    if exc.errno is None and "requested and" in str(exc):
+        # numpy's tofile() reports a short fwrite() without errno: on a regular file, a full disk
+        return ConversionError(
+            f"cannot write {dest}: disk full (short write: {exc}); free some space and run again"
+        )
     return ConversionError(
         f"cannot write {dest}: {exc.strerror or exc}; check the directory exists and is writable"
     )
