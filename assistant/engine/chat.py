@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ChatTemplateError, ModelError, UsageError
 from ..models.archs import EMBEDDING_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES, NON_TEXT_ARCHITECTURES
-from ..models.gguf_info import GGUFInfo, read_gguf_info
+from ..models.gguf_info import GGUFInfo, check_hparams, read_gguf_info
 from .context import ContextReport, Message, fit_messages
 from .lora import check_adapter_fits
 from .sampling import SamplingParams
@@ -127,6 +127,7 @@ def validate_chat_model(path: Path) -> GGUFInfo:
         )
     if arch in NON_TEXT_ARCHITECTURES:
         raise ModelError(f"{path.name} ({arch}) is not a text generation model; pick a chat model")
+    check_hparams(info)
     return info
 
 
@@ -314,10 +315,10 @@ class ChatModel:
             n_out = 0
             try:
                 t0 = time.perf_counter()
-                ctx.decode(tokens[cached:], cancel=cancel)  # a stop ends a long prompt too (then no tokens)
+                ctx.decode(tokens[cached:])
                 t1 = time.perf_counter()
                 timings.prefill_ms = (t1 - t0) * 1000
-                timings.prefill_tokens = len(ctx.cached) - cached
+                timings.prefill_tokens = len(tokens) - cached
                 t_first = t_last = t1
                 n_samples = 0
                 pending: int | None = None  # the last token, decoded together with the next sample

@@ -276,3 +276,116 @@ def _parse(buf: mmap.mmap, path: Path, file_size: int, full_arrays: bool = False
             f"({missing:,} missing); download or convert it again"
         )
     return info
+
+
+def check_hparams(info: GGUFInfo) -> None:
+    """Refuse hyper-parameters that make llama.cpp abort the process (GGML_ASSERT) instead of
+    failing to load. Each check is an assert of the vendored llama.cpp: load_hparams in
+    src/llama-model.cpp, the graphs of src/models/*.cpp, ggml's mul_mat and rope."""
+    from .archs import (
+        HEAD_K_IS_V_ARCHITECTURES,
+        LLAMA_MAX_LAYERS,
+        ROPE_IS_HEAD_ARCHITECTURES,
+        ROPE_SCALING_TYPES,
+    )
+
+    h = _HParams(info)
+    n_layer = h.uint("block_count")
+    if n_layer is None:
+        return  # no graph hyper-parameters (llama.cpp fails cleanly on a missing key)
+    if not 1 <= n_layer <= LLAMA_MAX_LAYERS:
+        raise h.bad("block_count", f"1 to {LLAMA_MAX_LAYERS}", n_layer)
+    nextn = h.uint("nextn_predict_layers", 0) or 0
+    if nextn > n_layer:
+        raise h.bad("nextn_predict_layers", f"at most block_count ({n_layer})", nextn)
+    h.check_experts()
+    scaling = h.get("rope.scaling.type")
+    if scaling is not None and scaling not in ROPE_SCALING_TYPES:
+        raise h.bad("rope.scaling.type", " or ".join(ROPE_SCALING_TYPES), repr(scaling))
+
+    heads = h.per_layer("attention.head_count", n_layer, h.get("attention.head_count", 0))
+    heads_kv = h.per_layer("attention.head_count_kv", n_layer, h.get("attention.head_count", 0))
+    if heads is None or heads_kv is None:
+        return  # an array of the wrong length: llama.cpp refuses it cleanly
+    plain = h.arch in ROPE_IS_HEAD_ARCHITECTURES  # attention in every layer, rope on the whole head
+    for il, (n_head, n_kv) in enumerate(zip(heads, heads_kv, strict=True)):
+        if plain and not (n_head and n_kv):
+            k = "attention.head_count" if not n_head else "attention.head_count_kv"
+            raise h.bad(k, f"at least 1 in every layer of a {h.arch} model", f"0 in layer {il}")
+        if n_head and n_kv and n_head % n_kv:
+            raise h.bad("attention.head_count_kv", f"a divisor of head_count ({n_head})", n_kv)
+    n_embd = h.uint("embedding_length")
+    if not heads[0] or not n_embd:
+        return
+    head_k = h.uint("attention.key_length", n_embd // heads[0])
+    head_v = h.uint("attention.value_length", n_embd // heads[0])
+    if (plain or h.arch in HEAD_K_IS_V_ARCHITECTURES) and head_k != head_v:
+        raise h.bad("attention.value_length", f"the key length ({head_k}) in a {h.arch} model", head_v)
+    n_rot = h.uint("rope.dimension_count")
+    if plain and (n_rot if n_rot is not None else head_k) != head_k:
+        raise h.bad("rope.dimension_count", f"the head size ({head_k}) in a {h.arch} model", n_rot)
+    if n_rot is not None and head_k is not None and (n_rot > head_k or n_rot % 2):
+        raise h.bad("rope.dimension_count", f"an even number up to the head size ({head_k})", n_rot)
+
+
+class _HParams:
+    """Typed access to ``ARCH.*`` keys for check_hparams, and its one-line errors."""
+
+    def __init__(self, info: GGUFInfo) -> None:
+        self.info = info
+        self.arch = info.architecture
+
+    def get(self, k: str, default: Any = None) -> Any:
+        return self.info.get(f"{self.arch}.{k}", default)
+
+    def bad(self, k: str, expected: str, got: Any) -> ModelError:
+        return ModelError(
+            f"{self.info.path.name}: {self.arch}.{k} is wrong: expected {expected}, got {got}; "
+            "the file is damaged or was made wrongly"
+        )
+
+    def uint(self, k: str, default: int | None = None) -> int | None:
+        """A whole number >= 0, the default if absent; None for an array (judged elsewhere)."""
+        value = self.get(k, default)
+        if value is None or isinstance(value, list | LongArray):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.bad(k, "a whole number >= 0", repr(value))
+        return int(value)
+
+    def per_layer(self, k: str, n_layer: int, default: Any) -> list[int] | None:
+        """A scalar or per-layer array as one value per layer; None when it cannot be judged."""
+        value = self.get(k, default)
+        if isinstance(value, list) and len(value) == n_layer and all(isinstance(v, int) for v in value):
+            return [int(v) for v in value]
+        n = self.uint(k, default) if not isinstance(value, list | LongArray) else None
+        return None if n is None else [n] * n_layer
+
+    def check_experts(self) -> None:
+        from .archs import LLAMA_MAX_EXPERTS
+
+        n_expert = self.uint("expert_count", 0) or 0
+        used_all = self.get("expert_used_count", 0)
+        used = (
+            max(used_all)
+            if isinstance(used_all, list) and used_all
+            else self.uint("expert_used_count", 0) or 0
+        )
+        groups = self.uint("expert_group_count", 0) or 0
+        group_used = self.uint("expert_group_used_count", 0) or 0
+        if n_expert > LLAMA_MAX_EXPERTS:
+            raise self.bad("expert_count", f"at most {LLAMA_MAX_EXPERTS}", n_expert)
+        if used > n_expert:
+            raise self.bad("expert_used_count", f"at most expert_count ({n_expert})", used)
+        if n_expert == 0:
+            if groups:
+                raise self.bad("expert_group_count", "0 in a model without experts", groups)
+            return
+        if used == 0:
+            raise self.bad("expert_used_count", f"at least 1 with {n_expert} experts", 0)
+        if groups >= n_expert:
+            raise self.bad("expert_group_count", f"fewer than expert_count ({n_expert})", groups)
+        if groups > 1 and n_expert % groups:
+            raise self.bad("expert_group_count", f"a divisor of expert_count ({n_expert})", groups)
+        if groups > 1 and not 0 < group_used < groups:
+            raise self.bad("expert_group_used_count", f"1 to {groups - 1}", group_used)
