@@ -14,7 +14,7 @@ import traceback
 
 import click
 
-from . import __version__
+from . import __version__, interrupt
 from .errors import AssistantError
 from .home import Home
 
@@ -113,9 +113,10 @@ def run_cli(command: click.Command, prog_name: str, argv: list[str] | None = Non
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args
     try:
-        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        with interrupt.handling():  # Ctrl+C stops work inside llama.cpp too
+            rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort as exc:  # click turns Ctrl+C (KeyboardInterrupt) into Abort
+        click.echo("Interrupted." if isinstance(exc.__context__, KeyboardInterrupt) else "Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -10,10 +10,13 @@ by a writer (an ingest).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .errors import StorageError
 
@@ -30,26 +33,127 @@ def sqlite_module() -> Any:
 
 
 def connect(path: str | Path, *, vec: bool = True, readonly: bool = False) -> Any:
-    """Open a connection (WAL, busy timeout, foreign keys), with sqlite-vec if asked."""
+    """Open a connection (WAL, busy timeout, foreign keys), with sqlite-vec if asked.
+
+    ``readonly`` opens with ``mode=ro``; on a read-only directory, where SQLite
+    cannot create the WAL's -shm file, it falls back to ``immutable=1`` when
+    there is no WAL content it would miss.
+    """
     sqlite3 = sqlite_module()
     target = str(path)
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, check_same_thread=False)
+            conn = _connect_readonly(sqlite3, target)
         else:
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(target, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not readonly and target != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn, sqlite3)
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
+        kind = error_kind(exc)
+        if kind == "corrupt":
+            raise StorageError(f"database {target} is damaged ({exc}); restore a copy") from exc
+        if kind in ("readonly", "cantopen") and Path(target).exists():
+            raise StorageError(f"cannot open database {target} for writing: {exc}") from exc
         raise StorageError(f"cannot open database {target}: {exc}; is it a SQLite file?") from exc
     if vec:
         load_vec(conn)
     return conn
+
+
+def _enable_wal(conn: Any, sqlite3: Any) -> None:
+    """Switch to WAL, waiting out a concurrent creator: SQLite answers "locked" at once here
+    (the busy handler is not used for this switch) when two processes create one file together."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if error_kind(exc) != "busy" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _connect_readonly(sqlite3: Any, target: str) -> Any:
+    uri = "file:" + quote(target)
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        wal = Path(f"{target}-wal")
+        if error_kind(exc) != "cantopen" or (wal.exists() and wal.stat().st_size > 0):
+            raise
+    log.info("%s: read-only directory, opening it immutable", target)
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+def writable(path: str | Path) -> str | None:
+    """Why a database file cannot be written (None if it can): SQLite also writes next to it (WAL)."""
+    p = Path(path)
+    if p.exists() and not os.access(p, os.W_OK):
+        return "the file is not writable"
+    parent = p.parent if p.parent.exists() else next((d for d in p.parents if d.exists()), p.parent)
+    if not os.access(parent, os.W_OK):
+        return f"its directory {parent} is not writable"
+    return None
+
+
+# SQLite result codes (primary) by what they mean to the user
+_KINDS = {
+    "SQLITE_FULL": "full",
+    "SQLITE_CORRUPT": "corrupt",
+    "SQLITE_NOTADB": "notadb",
+    "SQLITE_READONLY": "readonly",
+    "SQLITE_CANTOPEN": "cantopen",
+    "SQLITE_BUSY": "busy",
+    "SQLITE_LOCKED": "busy",
+    "SQLITE_IOERR": "ioerr",
+}
+_MESSAGES = (
+    ("database or disk is full", "full"),
+    ("malformed", "corrupt"),
+    ("file is not a database", "notadb"),
+    ("readonly database", "readonly"),
+    ("unable to open database", "cantopen"),
+    ("locked", "busy"),
+    ("busy", "busy"),
+    ("disk i/o error", "ioerr"),
+)
+
+
+def error_kind(exc: BaseException) -> str | None:
+    """full, corrupt, notadb, readonly, cantopen, busy, ioerr, or None: what a sqlite3 error means."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str):
+        for prefix, kind in _KINDS.items():
+            if name == prefix or name.startswith(prefix + "_"):
+                return kind
+    msg = str(exc).lower()
+    return next((kind for text, kind in _MESSAGES if text in msg), None)
+
+
+def rollback_quietly(conn: Any) -> None:
+    """Roll back if a transaction is open; never raise (SQLite may have rolled back already,
+    e.g. on a full disk, and a failed ROLLBACK must not hide the error that caused it)."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except Exception as exc:  # the original error is what the user needs to see
+        log.warning("rollback failed: %s", exc)
+
+
+def quick_check(conn: Any) -> str | None:
+    """``PRAGMA quick_check``: None when the file is sound, else SQLite's first complaint."""
+    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    first = str(rows[0][0]) if rows else "no answer"
+    return None if first == "ok" else first
 
 
 def load_vec(conn: Any) -> None:
@@ -104,13 +208,15 @@ def migrate(conn: Any, migrations: Sequence[Migration], *, table: str = "_migrat
     for m in sorted(migrations, key=lambda m: m.version):
         if m.version in applied:
             continue
-        log.info("applying migration %d (%s)", m.version, m.name)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            m.apply(conn)
-            conn.execute(f"INSERT INTO {table} (version, name) VALUES (?, ?)", (m.version, m.name))
+            # another connection may have applied it since we looked: check again under the write lock
+            if conn.execute(f"SELECT 1 FROM {table} WHERE version = ?", (m.version,)).fetchone() is None:
+                log.info("applying migration %d (%s)", m.version, m.name)
+                m.apply(conn)
+                conn.execute(f"INSERT INTO {table} (version, name) VALUES (?, ?)", (m.version, m.name))
             conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
+        except BaseException:
+            rollback_quietly(conn)
             raise
     return max(known, default=0)

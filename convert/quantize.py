@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant import interrupt
 from assistant.errors import ConversionError
 
 from .quant_types import NEEDS_IMATRIX, QUANT_TYPES, QuantType
@@ -60,6 +61,7 @@ def llama_quantize(src: Path, dst: Path, quant: QuantType, threads: int) -> None
     # keeps the quantizer's buffers small whatever the tensor size.
     params.max_buf_size = QUANT_BUF_BYTES
     rc = L.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    interrupt.check()  # Ctrl+C while it ran landed in the log callback (it has no abort hook)
     if rc != 0:
         raise ConversionError(
             f"llama.cpp could not quantize to {quant.name} (error {rc}); run with --verbose to see its log"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant import interrupt
 from assistant.errors import ConversionError
 from assistant.io import PARTIAL_SUFFIX, partial_prefix
 
@@ -69,6 +70,11 @@ def _write_error(dest: Path, exc: OSError) -> ConversionError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         what = "disk full" if exc.errno != errno.EFBIG else "file size limit reached"
         return ConversionError(f"cannot write {dest}: {what} ({exc.strerror}); free some space and run again")
+    if exc.errno is None and "requested and" in str(exc):
+        # numpy's tofile() reports a short fwrite() without errno: on a regular file, a full disk
+        return ConversionError(
+            f"cannot write {dest}: disk full (short write: {exc}); free some space and run again"
+        )
     return ConversionError(
         f"cannot write {dest}: {exc.strerror or exc}; check the directory exists and is writable"
     )
@@ -305,6 +311,7 @@ def write_gguf(
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_prepare, tensors[0], chosen[0], threads) if tensors else None
             for i, t in enumerate(tensors):
+                interrupt.check()  # a Ctrl+C that came inside llama.cpp's log callback
                 assert pending is not None
                 data = pending.result()
                 pending = (

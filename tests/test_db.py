@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from assistant.db import Migration, connect, migrate, open_db
+from assistant.db import Migration, connect, error_kind, migrate, open_db, writable
 from assistant.errors import StorageError
 
 
@@ -107,3 +107,95 @@ def test_not_a_database(tmp_path):
     f.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match="cannot open database"):
         connect(f)
+
+
+def test_a_full_database_is_reported_not_a_failed_rollback(tmp_path):
+    """#12 item 11: SQLite rolls back by itself on SQLITE_FULL; our ROLLBACK must not replace the error."""
+    conn = connect(tmp_path / "full.db", vec=False)
+    conn.execute("PRAGMA max_page_count = 8")  # a real SQLITE_FULL once the file needs a 9th page
+
+    def fill(c):
+        c.execute("create table big(x)")
+        for _ in range(100):
+            c.execute("insert into big values (?)", ("x" * 1000,))
+
+    with pytest.raises(Exception, match="database or disk is full") as info:
+        migrate(conn, [Migration(1, "fill", fill)])
+    assert error_kind(info.value) == "full"
+    assert conn.execute("select count(*) from _migrations").fetchone()[0] == 0
+
+
+def test_two_connections_creating_a_database_at_once(tmp_path):
+    """#12 item 13: both see no schema, both migrate; the second must find it done, not fail."""
+    migrations = [
+        Migration(1, "tables", lambda c: [c.execute(f"create table t{i}(x)") for i in range(20)]),
+        Migration(2, "more", lambda c: c.execute("create table u(x)")),
+    ]
+    for round_ in range(8):
+        path = tmp_path / f"race{round_}.db"
+        barrier = threading.Barrier(3)
+        errors: list[BaseException] = []
+
+        def create() -> None:
+            conn = connect(path, vec=False)  # noqa: B023
+            try:
+                barrier.wait()  # noqa: B023
+                migrate(conn, migrations)
+            except BaseException as exc:
+                errors.append(exc)  # noqa: B023
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=create) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        conn = connect(path, vec=False)
+        assert [r[0] for r in conn.execute("select version from _migrations order by version")] == [1, 2]
+        conn.close()
+
+
+def _wal_db(path):
+    conn = connect(path, vec=False)
+    conn.execute("create table t(x)")
+    conn.execute("insert into t values (1)")
+    conn.commit()
+    return conn
+
+
+def test_readonly_open_on_a_readonly_directory(tmp_path):
+    """#12 item 14: a database on a read-only mount opens for reading, with or without WAL files."""
+    from support.mounts import readonly_view
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _wal_db(src / "a.db").close()  # the last connection removes -wal and -shm
+    assert not (src / "a.db-wal").exists()
+    with readonly_view(src, tmp_path / "ro") as ro:
+        conn = connect(ro / "a.db", vec=False, readonly=True)
+        assert conn.execute("select count(*) from t").fetchone()[0] == 1
+        conn.close()
+        assert writable(ro / "a.db") == "the file is not writable"
+        with pytest.raises(StorageError, match="cannot open database .* for writing"):
+            connect(ro / "a.db", vec=False)
+    writer = _wal_db(src / "b.db")  # open: its -wal and -shm exist, the data is in the WAL
+    writer.execute("insert into t values (2)")
+    writer.commit()
+    try:
+        with readonly_view(src, tmp_path / "ro2") as ro:
+            conn = connect(ro / "b.db", vec=False, readonly=True)
+            assert conn.execute("select count(*) from t").fetchone()[0] == 2
+            conn.close()
+    finally:
+        writer.close()
+
+
+def test_readonly_open_quotes_the_path(tmp_path):
+    d = tmp_path / "a?b#c%d"
+    d.mkdir()
+    _wal_db(d / "x.db").close()
+    conn = connect(d / "x.db", vec=False, readonly=True)
+    assert conn.execute("select count(*) from t").fetchone()[0] == 1
+    conn.close()

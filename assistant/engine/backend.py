@@ -18,10 +18,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import llama_cpp as L
 
+from .. import interrupt
 from ..errors import ModelError
 from . import compute
 
@@ -38,6 +39,7 @@ _last_level = logging.DEBUG
 
 
 @L.llama_log_callback
+@interrupt.c_callback
 def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """Route llama.cpp's log to Python logging; silent unless verbose."""
     global _last_level
@@ -75,6 +77,12 @@ class ContextConfig:
     n_seq_max: int = 1  # sequences one embedding batch may hold (LlamaContext.embed)
 
 
+class SpecialToken(NamedTuple):
+    text: str
+    lstrip: bool  # llama.cpp strips the whitespace before it
+    rstrip: bool  # ... and after it
+
+
 class LlamaModel:
     """A loaded GGUF model (weights memory-mapped)."""
 
@@ -97,6 +105,7 @@ class LlamaModel:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}  # token (or -token-1 with special) -> piece
         self._eog: dict[int, bool] = {}
+        self._special: dict[int, SpecialToken | None] = {}
         self._adapters: dict[str, ctypes.c_void_p] = {}
 
     @property
@@ -148,6 +157,21 @@ class LlamaModel:
 
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", errors="replace")
+
+    def special(self, token: int) -> SpecialToken | None:
+        """A control token's literal text (what parse_special matches) and strip flags; else None."""
+        if token not in self._special:
+            attr = int(L.llama_vocab_get_attr(self.vocab, token))
+            text = L.llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
+            control = attr & (L.LLAMA_TOKEN_ATTR_CONTROL | L.LLAMA_TOKEN_ATTR_UNKNOWN)
+            self._special[token] = (
+                SpecialToken(
+                    text, bool(attr & L.LLAMA_TOKEN_ATTR_LSTRIP), bool(attr & L.LLAMA_TOKEN_ATTR_RSTRIP)
+                )
+                if control
+                else None
+            )
+        return self._special[token]
 
     def is_eog(self, token: int) -> bool:
         eog = self._eog.get(token)
@@ -209,9 +233,17 @@ class LlamaContext:
         self.n_ctx = L.llama_n_ctx(self._ptr)
         self.cached: list[int] = []  # tokens whose keys/values are in the cache, in order
         self._one = (L.llama_token * 1)()
-        self._abort = False
-        self._abort_cb = L.ggml_abort_callback(lambda _data: self._abort)
+        self._cancel: threading.Event | None = None  # set: decode() stops (the TUI's Esc)
+        self._abort_cb = L.ggml_abort_callback(self._should_abort)
         L.llama_set_abort_callback(self._ptr, self._abort_cb, None)
+
+    @interrupt.c_callback
+    def _should_abort(self, _data: ctypes.c_void_p) -> bool:
+        """Asked by llama.cpp after each graph node: stop on Ctrl+C, on the caller giving up
+        (compute.run), or on the cancel event given to decode(). Never raises (ctypes would
+        print and drop the exception)."""
+        cancel = self._cancel
+        return interrupt.pending() or compute.abandoned() or (cancel is not None and cancel.is_set())
 
     @property
     def ptr(self) -> ctypes.c_void_p:
@@ -240,16 +272,31 @@ class LlamaContext:
             return
         del self.cached[n:]
 
-    def decode(self, tokens: Sequence[int]) -> None:
-        """Evaluate tokens after the cached ones, in n_batch slices."""
+    def decode(self, tokens: Sequence[int], *, cancel: threading.Event | None = None) -> bool:
+        """Evaluate tokens after the cached ones, in n_batch slices; True when all were.
+
+        Setting ``cancel`` stops a long prompt within a graph node, not a whole slice later:
+        False is returned, the slices evaluated before stay cached (llama.cpp drops the
+        stopped one from its cache, and it never joined ``cached``).
+        """
         if not tokens:  # no logits to sample from afterwards: llama.cpp would abort
             raise ModelError("nothing to decode: the prompt has no tokens")
         step = self.config.n_batch
-        for i in range(0, len(tokens), step):
-            part = tokens[i : i + step]
-            arr = (L.llama_token * len(part))(*part)
-            self._check(compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(arr, len(part))))
-            self.cached.extend(part)
+        self._cancel = cancel
+        try:
+            for i in range(0, len(tokens), step):
+                if cancel is not None and cancel.is_set():
+                    return False
+                part = tokens[i : i + step]
+                arr = (L.llama_token * len(part))(*part)
+                rc = compute.run(L.llama_decode, self._ptr, L.llama_batch_get_one(arr, len(part)))
+                if rc == 2 and cancel is not None and cancel.is_set() and not interrupt.pending():
+                    return False
+                self._check(rc)
+                self.cached.extend(part)
+        finally:
+            self._cancel = None
+        return True
 
     def step(self, token: int, sampler: Sampler) -> int:
         """Decode one token, then sample the next: one trip to the compute thread per
@@ -273,6 +320,7 @@ class LlamaContext:
         if rc == 1:
             raise ModelError(f"the {self.n_ctx}-token context is full; start a new chat or raise --ctx")
         if rc == 2:
+            interrupt.check()  # Ctrl+C arrived while llama.cpp computed: raise it here
             raise ModelError("decoding was aborted")
         raise ModelError(f"llama.cpp failed to decode (error {rc}); --verbose shows its log")
 

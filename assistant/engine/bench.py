@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import interrupt
 from . import compute
 from .chat import ChatModel
 from .context import Message
@@ -247,6 +248,7 @@ def run_bench(
     )
     ours, ref, ask = [], [], []
     for i in range(rounds):
+        interrupt.check()  # a Ctrl+C that came inside llama.cpp's log callback
         if progress:
             progress(f"round {i + 1}/{rounds}")
         # alternate the order so neither side always runs on a warmer machine; the reference runs

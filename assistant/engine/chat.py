@@ -315,10 +315,10 @@ class ChatModel:
             n_out = 0
             try:
                 t0 = time.perf_counter()
-                ctx.decode(tokens[cached:])
+                ctx.decode(tokens[cached:], cancel=cancel)  # a stop ends a long prompt too (then no tokens)
                 t1 = time.perf_counter()
                 timings.prefill_ms = (t1 - t0) * 1000
-                timings.prefill_tokens = len(tokens) - cached
+                timings.prefill_tokens = len(ctx.cached) - cached
                 t_first = t_last = t1
                 n_samples = 0
                 pending: int | None = None  # the last token, decoded together with the next sample

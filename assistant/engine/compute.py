@@ -27,6 +27,7 @@ _lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _ident: int | None = None
 _claimed = False  # the compute thread is a program's own thread (it cannot take work from others)
+_abandoned = threading.Event()  # the caller of the running work was interrupted (see run)
 
 
 def _remember_ident() -> None:
@@ -74,7 +75,8 @@ def run(fn: Callable[..., T], *args: object) -> T:
 
     If the caller is interrupted while waiting (Ctrl+C), the call still finishes
     before the exception goes on, so llama.cpp's state and the caller's agree on
-    what was computed.
+    what was computed; ``abandoned()`` tells llama.cpp's abort callback to end it
+    at its next graph node instead of running a long batch to its end.
     """
     future = submit(fn, *args)
     if future is None:  # here already, or a claimed thread that cannot take work (correct, only slower)
@@ -82,6 +84,15 @@ def run(fn: Callable[..., T], *args: object) -> T:
     try:
         return future.result()
     except BaseException:
-        if not future.done():
-            concurrent.futures.wait([future])
+        if not future.cancel():  # already running: stop it soon, then wait for it
+            _abandoned.set()
+            try:
+                concurrent.futures.wait([future])
+            finally:
+                _abandoned.clear()
         raise
+
+
+def abandoned() -> bool:
+    """The caller of the running work stopped waiting for it (llama.cpp should stop)."""
+    return _abandoned.is_set()

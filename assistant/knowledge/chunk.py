@@ -8,7 +8,8 @@ and becomes the ``heading`` of the chunks under it; a block too long for one
 chunk is cut at sentence ends, and a sentence too long at word boundaries.
 Consecutive chunks of the same section share about ``overlap`` tokens of
 trailing text. Every chunk keeps its character span (into the document
-text) and its line span.
+text), its line span and, for a section of several PDF pages, the pages
+it spans.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Section:
     line_offset: int = 1  # 1-based line number of the section's first character
     page: int | None = None
     heading: str = ""  # heading in force at the start (carried over from the previous section)
+    pages: tuple[tuple[int, int], ...] = ()  # (offset into text, page number) where each page starts
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class TextChunk:
     char_end: int
     line_start: int
     line_end: int
-    page: int | None
+    page: int | None  # the page the chunk starts on
     n_tokens: int
+    page_end: int | None = None  # the page it ends on
 
 
 @dataclass
@@ -149,6 +152,13 @@ def chunk_section(
     def line_of(pos: int) -> int:
         return section.line_offset + bisect.bisect_right(line_starts, pos) - 1
 
+    page_starts = [offset for offset, _ in section.pages]
+
+    def page_of(pos: int) -> int | None:
+        if not section.pages:
+            return section.page
+        return section.pages[max(0, bisect.bisect_right(page_starts, pos) - 1)][1]
+
     pieces: list[_Piece] = []
     for s, e, head in _blocks(text):
         if head is not None:
@@ -183,8 +193,9 @@ def chunk_section(
                 char_end=section.char_offset + e,
                 line_start=line_of(s),
                 line_end=line_of(max(s, e - 1)),
-                page=section.page,
+                page=page_of(s),
                 n_tokens=cur_tokens,
+                page_end=page_of(max(s, e - 1)),
             )
         )
 

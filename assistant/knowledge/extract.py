@@ -2,8 +2,8 @@
 
 Each reader yields ``Section``s (see chunk.py) so a large file never has to
 sit in memory whole: plain text is read in slices of about ``SECTION_CHARS``
-characters cut at line ends; a PDF gives one section per page (its page
-number kept); HTML gives its visible text with headings marked; a man page
+characters cut at line ends; a PDF gives groups of consecutive pages (each
+page's start kept, so chunks know their pages); HTML gives its visible text with headings marked; a man page
 (roff) its rendered text (roff.py). Text, HTML and man pages may be
 gzip-compressed (``README.md.gz``, ``ls.1.gz``): read through gzip, their
 kind taken from the name without ``.gz``.
@@ -31,6 +31,7 @@ from .roff import looks_like_man, man_to_text
 log = logging.getLogger(__name__)
 
 SECTION_CHARS = 1 << 20  # ~1 MB of text per section of a large file
+PDF_SECTION_CHARS = 1 << 16  # PDF pages grouped into sections of ~64 KB of text (a unit of resuming)
 SNIFF_BYTES = 8192
 
 TEXT_EXTS = {".txt", ".text", ".log", ".csv", ".tsv", ".out", ".nfo", ""}
@@ -377,13 +378,31 @@ def extract_pdf(path: Path) -> Extracted:
     if len(pages) < n_pages:
         warnings.append(f"{n_pages - len(pages)} of {n_pages} pages have no text layer and were skipped")
 
-    def sections() -> Iterator[Section]:
-        offset = 0
-        for page, text in pages:
-            yield Section(text, char_offset=offset, page=page)
-            offset += len(text) + 1
+    return Extracted(meta_title or path.name, _page_sections(pages), warnings, has_lines=False)
 
-    return Extracted(meta_title or path.name, sections(), warnings, has_lines=False)
+
+def _page_sections(pages: list[tuple[int, str]], section_chars: int = PDF_SECTION_CHARS) -> Iterator[Section]:
+    """Consecutive pages as sections of about section_chars (a blank line between pages).
+
+    Chunks are packed across page ends, so short pages do not each become a tiny chunk
+    (one embedding each); every chunk still knows the pages it spans.
+    """
+    offset = 0
+    group: list[tuple[int, str]] = []
+    size = 0
+    for i, (page, text) in enumerate(pages):
+        group.append((page, text))
+        size += len(text) + 1
+        if size >= section_chars or i == len(pages) - 1:
+            starts, pos = [], 0
+            for p, t in group:
+                starts.append((pos, p))
+                pos += len(t) + 1
+            yield Section(
+                "\n".join(t for _, t in group), char_offset=offset, page=group[0][0], pages=tuple(starts)
+            )
+            offset += size
+            group, size = [], 0
 
 
 # -- JSONL (BEIR corpus) --------------------------------------------------------------

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .. import interrupt
 from ..errors import AssistantError, KnowledgeBaseError, StorageError
@@ -69,6 +70,18 @@ class IngestOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_MB << 20
     include_hidden: bool = False
     follow_symlinks: bool = False  # follow symlinks that lead outside the tree being added
+
+    @classmethod
+    def for_store(
+        cls, store: KnowledgeStore, *, max_tokens: int | None = None, overlap: int | None = None, **given: Any
+    ) -> IngestOptions:
+        """Options for a knowledge base: its chunking as built (unless given), the rest as given."""
+        meta = store.meta()
+        return cls(
+            max_tokens=max_tokens or int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
+            overlap=overlap if overlap is not None else int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
+            **given,
+        )
 
 
 @dataclass(frozen=True)
@@ -521,7 +534,7 @@ class Ingestor:
         n_sections = 0
         for idx, section in enumerate(extracted.sections):
             n_sections = idx + 1
-            section = Section(section.text, section.char_offset, section.line_offset, section.page, heading)
+            section = replace(section, heading=heading)
             if idx < resume_from:
                 heading = last_heading(section)
                 continue
@@ -560,7 +573,7 @@ class Ingestor:
                     line_start=ch.line_start if has_lines else None,
                     line_end=ch.line_end if has_lines else None,
                     page_start=ch.page,
-                    page_end=ch.page,
+                    page_end=ch.page_end,
                     n_tokens=ch.n_tokens,
                     index_text=make_index_text(doc.title, ch.heading, ch.text),
                 )

@@ -29,15 +29,25 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from ..db import Migration, connect, migrate, sqlite_module
+from ..db import (
+    Migration,
+    connect,
+    error_kind,
+    migrate,
+    quick_check,
+    rollback_quietly,
+    sqlite_module,
+    writable,
+)
 from ..errors import KnowledgeBaseError, StorageError
 from .embed import EmbeddingModelInfo
+from .paths import key_prefixes, path_key
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +116,32 @@ def _m1_initial(conn: Any) -> None:
     )
 
 
-MIGRATIONS = [Migration(1, "documents, chunks, fts5, codes", _m1_initial)]
+def _m2_exclusions(conn: Any) -> None:
+    # paths `index remove` took out from under a tracked folder: sync and add of the folder skip them
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS exclusions (path TEXT PRIMARY KEY, "
+        "added_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
+    )
+
+
+MIGRATIONS = [
+    Migration(1, "documents, chunks, fts5, codes", _m1_initial),
+    Migration(2, "exclusions", _m2_exclusions),
+]
+
+
+def path_under(path: str, prefix: str) -> bool:
+    """path is prefix or inside it (string paths, as stored)."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+@dataclass
+class RemoveResult:
+    """What ``KnowledgeStore.remove`` did."""
+
+    removed: list[str] = field(default_factory=list)  # uris of the documents removed
+    not_found: list[str] = field(default_factory=list)  # targets that matched nothing
+    excluded: list[str] = field(default_factory=list)  # paths that sync and add of their folder now skip
 
 
 @dataclass(frozen=True)
@@ -190,33 +225,78 @@ class KnowledgeStore:
             raise KnowledgeBaseError(f"{self.path} is a directory, expected a knowledge base file (.db)")
         sqlite3 = sqlite_module()
         self._sqlite3 = sqlite3
+        self.readonly = readonly
+        why_not = writable(self.path)
+        if not readonly and why_not is not None:
+            raise self._readonly_error(why_not)
         try:
-            # readonly = no migration and no writes; the connection itself stays a normal WAL one,
-            # so a reader never waits for a writer's lock (migrate() would take one)
-            self.conn = connect(self.path)
+            # readonly = no migration and no writes; where the file can be written the connection stays a
+            # normal WAL one (a reader never waits for a writer's lock), on a read-only medium it is mode=ro
+            self.conn = connect(self.path, readonly=readonly and why_not is not None)
             self.conn.isolation_level = None  # explicit transactions only
             if not readonly:
                 migrate(self.conn, MIGRATIONS)
+                self._check_integrity()
             else:
                 self._check_schema()
-        except sqlite3.OperationalError as exc:
-            raise self._translate(exc) from exc
-        except sqlite3.DatabaseError as exc:
-            raise KnowledgeBaseError(f"{self.path} is not a knowledge base (SQLite said: {exc})") from exc
+        except BaseException as exc:
+            if hasattr(self, "conn"):
+                self.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            translated = self._translate(exc)
+            if translated is exc:
+                translated = KnowledgeBaseError(f"{self.path} is not a knowledge base (SQLite said: {exc})")
+            raise translated from exc
         self._vec_ready = self._has_table("chunks_vec")
 
     # -- helpers ----------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> Exception:
-        msg = str(exc)
-        if "locked" in msg or "busy" in msg:
+        """A one-line error for a SQLite error whose cause the user can act on (else exc itself)."""
+        kind = error_kind(exc)
+        if kind == "busy":
             return StorageError(
                 f"the knowledge base {self.path} is locked by another process (an ingest?); "
                 "wait for it to finish and try again"
             )
-        if "readonly" in msg or "read-only" in msg:
-            return StorageError(f"the knowledge base {self.path} is read-only; check its permissions")
-        return KnowledgeBaseError(f"{self.path}: {msg}")
+        if kind == "readonly":
+            return self._readonly_error(str(exc))
+        if kind == "full":
+            return StorageError(
+                f"disk full writing the knowledge base {self.path} ({exc}): free space and run the command "
+                "again; what was committed is kept"
+            )
+        if kind == "corrupt":
+            return self._damaged_error(str(exc))
+        if kind == "ioerr":
+            return StorageError(f"cannot read or write the knowledge base {self.path}: {exc}")
+        if isinstance(exc, self._sqlite3.OperationalError):
+            return KnowledgeBaseError(f"{self.path}: {exc}")
+        return exc
+
+    def _readonly_error(self, why: str) -> KnowledgeBaseError:
+        if not self.path.exists():
+            return KnowledgeBaseError(
+                f"cannot create the knowledge base {self.path}: {why}; choose a writable place with --kb PATH"
+            )
+        return KnowledgeBaseError(
+            f"knowledge base {self.path} is read-only ({why}): search and ask can use it; to change it, "
+            "copy it somewhere writable and use --kb COPY"
+        )
+
+    def _damaged_error(self, detail: str) -> KnowledgeBaseError:
+        detail = " ".join(detail.split())[:160]
+        return KnowledgeBaseError(
+            f"knowledge base {self.path} is damaged ({detail}): rebuild it with `assistant index add PATH... "
+            "--kb NEW.db` into a new knowledge base, or restore a copy"
+        )
+
+    def _check_integrity(self) -> None:
+        """PRAGMA quick_check before writing into a knowledge base: never build on a damaged file."""
+        problem = quick_check(self.conn)
+        if problem is not None:
+            raise self._damaged_error(problem)
 
     def _check_schema(self) -> None:
         if not self._has_table("_migrations"):
@@ -235,28 +315,36 @@ class KnowledgeStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception, KeyboardInterrupt included)."""
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception, KeyboardInterrupt included).
+
+        A SQLite error inside becomes a one-line error (disk full, damaged, read-only, locked);
+        a failed rollback never hides it.
+        """
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-        except self._sqlite3.OperationalError as exc:
-            raise self._translate(exc) from exc
+        except self._sqlite3.DatabaseError as exc:
+            self._reraise(exc)
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
+        except self._sqlite3.DatabaseError as exc:
+            rollback_quietly(self.conn)
+            self._reraise(exc)
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            rollback_quietly(self.conn)
             raise
-        else:
-            try:
-                self.conn.execute("COMMIT")
-            except self._sqlite3.OperationalError as exc:
-                self.conn.execute("ROLLBACK")
-                raise self._translate(exc) from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
             return self.conn.execute(sql, params)
-        except self._sqlite3.OperationalError as exc:
-            raise self._translate(exc) from exc
+        except self._sqlite3.DatabaseError as exc:
+            self._reraise(exc)
+
+    def _reraise(self, exc: Exception) -> NoReturn:
+        translated = self._translate(exc)
+        if translated is exc:
+            raise exc
+        raise translated from exc
 
     # -- metadata and the embedding model ------------------------------------------------
 
@@ -577,6 +665,7 @@ class KnowledgeStore:
         return [tuple(r) for r in self.execute("SELECT path, collection, glob FROM roots ORDER BY path")]
 
     def remove_root(self, c: Any, path: str) -> None:
+        """Stop tracking a folder and what lies under it (roots, JSONL sources, exclusions)."""
         c.execute(
             "DELETE FROM roots WHERE path = ? OR substr(path, 1, ?) = ?",
             (path, len(path) + 1, path.rstrip("/") + "/"),
@@ -585,9 +674,87 @@ class KnowledgeStore:
             "DELETE FROM sources WHERE path = ? OR substr(path, 1, ?) = ?",
             (path, len(path) + 1, path.rstrip("/") + "/"),
         )
+        c.execute(
+            "DELETE FROM exclusions WHERE path = ? OR substr(path, 1, ?) = ?",
+            (path, len(path) + 1, path.rstrip("/") + "/"),
+        )
+
+    # -- removal and exclusions ----------------------------------------------------------
+
+    def remove(self, targets: Sequence[str], *, collection: str | None = None) -> RemoveResult:
+        """Remove documents by path (a directory: everything under it), JSONL id or uri, or collection.
+
+        A path inside a folder that sync looks at is recorded as an exclusion, so the removal
+        sticks; a tracked folder (or one of its parents) is no longer tracked. Removing a
+        collection stops tracking the folders added with it.
+        """
+        result = RemoveResult()
+        doomed: dict[int, str] = {}
+        paths: list[str] = []  # targets that are paths (not ids or uris)
+        for t in targets:
+            found, is_path = self._matching(t)
+            if not found:
+                result.not_found.append(t)
+            if is_path:
+                paths.append(path_key(Path(t).expanduser().resolve()))
+            doomed.update(found)
+        if collection is not None:
+            doomed.update({d.id: d.uri for d in self.documents(collection=collection)})
+        roots = [r[0] for r in self.roots()]
+        with self.transaction() as c:
+            for doc_id in doomed:
+                # a JSONL file that lost a record is no longer "complete": adding it again restores it
+                c.execute(
+                    "UPDATE sources SET complete = 0 WHERE path = (SELECT source FROM documents WHERE id = ?)",
+                    (doc_id,),
+                )
+                self.delete_document(doc_id, c)
+            for key in paths:
+                self.remove_root(c, key)
+                if any(path_under(key, r) and key != r for r in roots):
+                    c.execute("INSERT OR IGNORE INTO exclusions (path) VALUES (?)", (key,))
+                    result.excluded.append(key)
+            if collection is not None:
+                c.execute("DELETE FROM roots WHERE collection = ?", (collection,))
+        result.removed = sorted(doomed.values())
+        return result
+
+    def _matching(self, target: str) -> tuple[dict[int, str], bool]:
+        """id -> uri of the documents a remove target names (a path, a JSONL file, a doc id or a uri),
+        and whether it names a path."""
+        where = Path(target).expanduser().resolve()
+        t = path_key(target)  # a name that is not UTF-8 cannot be bound as text
+        found = [d for p in key_prefixes(where) for d in self.documents(prefix=p)] if not t.isdigit() else []
+        is_path = bool(found) or where.exists()
+        found += self.documents(prefix=t) if not found else []
+        if found:
+            ids = {d.id: d.uri for d in found}
+        else:
+            rows = self.execute(
+                "SELECT id, uri FROM documents WHERE doc_key = ? OR uri = ?", (t, t)
+            ).fetchall()
+            ids = {r[0]: r[1] for r in rows}
+        rows = self.execute("SELECT id, uri FROM documents WHERE source = ?", (path_key(where),)).fetchall()
+        ids.update({r[0]: r[1] for r in rows})  # a JSONL file: its records
+        return ids, is_path or bool(rows)
+
+    def exclusions(self, under: str | None = None) -> list[str]:
+        """Excluded paths; with ``under``, those strictly inside that folder (what its walk skips)."""
+        if not self._has_table("exclusions"):
+            return []  # an older knowledge base opened read-only (not migrated)
+        rows = [r[0] for r in self.execute("SELECT path FROM exclusions ORDER BY path")]
+        return rows if under is None else [p for p in rows if p != under and path_under(p, under)]
+
+    def unexclude(self, path: str) -> bool:
+        """Forget an exclusion (the user added that path again explicitly)."""
+        with self.transaction() as c:
+            return bool(c.execute("DELETE FROM exclusions WHERE path = ?", (path,)).rowcount)
 
     def all_sources(self) -> list[str]:
         return [r[0] for r in self.execute("SELECT DISTINCT source FROM documents ORDER BY source")]
+
+    def document_count(self) -> int:
+        return int(self.execute("SELECT count(*) FROM documents").fetchone()[0])
 
     def chunk_count(self) -> int:
         return int(self.execute("SELECT count(*) FROM chunks").fetchone()[0])

@@ -62,7 +62,7 @@ from .widgets.empty_state import EmptyState
 from .widgets.prompt_input import PromptInput
 from .widgets.queue_bar import QueueBar
 from .widgets.sources_panel import SourcesPanel
-from .widgets.status_bar import StatusBar
+from .widgets.status_bar import StatusBar, speed_fields
 from .widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmall
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,8 @@ class AssistantApp(App[int]):
             "window": engine.n_ctx if engine else 0,
             "retrieval": self._retrieval_state(),
         }
+        if "ttft_ms" in changes:  # new figures (or none) replace a note about the last answer
+            changes.setdefault("speed_note", "")
         base.update(changes)
         self.status.set(**base)
 
@@ -773,9 +775,7 @@ class AssistantApp(App[int]):
         self.last_answer = text
         self.last_sources = turn.sources
         if result is not None:
-            self._update_status(
-                used=result.tokens_used, ttft_ms=result.timings.ttft_ms, tps=result.timings.decode_tps
-            )
+            self._update_status(used=result.tokens_used, **speed_fields(meta))
         else:
             self._update_status()
             self.notify(msg.error or "the answer failed", title="Answer failed", severity="error", timeout=10)
@@ -812,7 +812,7 @@ class AssistantApp(App[int]):
         return True
 
     def action_stop(self) -> None:
-        """Esc: stop the answer within one token; queued messages go back to the input."""
+        """Esc: stop the answer (its prompt too, while read); queued messages go back to the input."""
         if self.turn is not None and not self.turn.cancel.is_set():
             self.turn.cancel.set()
             self._update_status()
@@ -894,7 +894,7 @@ class AssistantApp(App[int]):
         self._show_sources(self.last_sources)
         self._update_title()
         meta = last.meta if last else {}
-        self._update_status(ttft_ms=meta.get("ttft_ms"), tps=meta.get("decode_tps"), used=0)
+        self._update_status(used=0, **speed_fields(meta))
         self._count_context()
         if info.model and self.model_path and info.model != self.model_path.name:
             self.notify(f"This chat was with {info.model}; it continues with {self.model_path.name}.")

@@ -231,3 +231,18 @@ def test_gguf_adapter_is_not_a_base(tmp_path: Path, model, cli) -> None:
     out = tmp_path / "o.gguf"
     assert_refused(cli("convert", str(lora), "-o", str(out)), out, "LoRA adapter, not a base model")
     shutil.rmtree(ad.path)
+
+
+@pytest.mark.parametrize("quant", ["F16", "Q8_0"])
+def test_a_really_full_disk(tmp_path: Path, model, cli, quant: str) -> None:
+    """#12 item 11: a tmpfs too small for the output (ENOSPC, not a size limit): one line, nothing left."""
+    from support.mounts import tmpfs
+
+    with tmpfs(tmp_path / "small", "16k") as small:
+        out = small / "o.gguf"
+        res = cli("convert", str(model.path), "-o", str(out), "--quant", quant)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and str(out) in lines[0], res.stderr
+        assert "disk full" in lines[0] or "wrote nothing" in lines[0], res.stderr
+        assert list(small.iterdir()) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.knowledge.chunk import chunk_section
 from assistant.knowledge.extract import (
     ExtractError,
     extract_html,
@@ -39,10 +40,27 @@ def test_pdf_pages_are_kept_and_image_pages_reported(tmp_path: Path) -> None:
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(make_pdf(["Page one talks about tea.", None, "Page three talks about coffee."]))
     ex = extract_pdf(pdf)
-    sections = list(ex.sections)
-    assert [s.page for s in sections] == [1, 3]
-    assert "tea" in sections[0].text and "coffee" in sections[1].text
+    (section,) = list(ex.sections)  # short pages go in one section, each page's start kept
+    assert [p for _, p in section.pages] == [1, 3] and section.page == 1
+    second = section.pages[1][0]
+    assert "tea" in section.text[:second] and section.text[second:].startswith(
+        "Page three talks about coffee."
+    )
     assert any("1 of 3 pages have no text layer" in w for w in ex.warnings)
+
+
+def test_pdf_chunks_span_pages_and_know_them(tmp_path: Path, embedder) -> None:
+    pages = [f"Page {i} says the pump in room {i} needs oil." for i in range(1, 41)]
+    pdf = tmp_path / "manual.pdf"
+    pdf.write_bytes(make_pdf(pages))
+    chunks = [
+        c for s in extract_pdf(pdf).sections for c in chunk_section(s, embedder.count_tokens, max_tokens=64)
+    ]
+    assert 4 <= len(chunks) <= 20  # packed across pages (with overlap): not one tiny chunk a page
+    assert chunks[0].page == 1 and chunks[-1].page_end == 40
+    for c in chunks:
+        first, last = (int(n) for n in (c.text.split()[1], c.text.split("Page ")[-1].split()[0]))
+        assert (c.page, c.page_end) == (first, last), c
 
 
 def test_pdf_without_any_text_layer_is_a_clear_error(tmp_path: Path) -> None:

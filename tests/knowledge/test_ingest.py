@@ -254,3 +254,24 @@ def test_a_directory_of_100k_files_is_walked_quickly(tmp_path: Path, store, embe
     ing.ingest_files(files[:300])
     assert ing.report.added == 300
     assert_consistent(store)
+
+
+def test_a_many_page_pdf_is_chunked_by_size_not_a_chunk_a_page(store, embedder, tmp_path: Path) -> None:
+    pdf = tmp_path / "handbook.pdf"
+    pdf.write_bytes(
+        make_pdf(
+            [f"Page {i}: the valve in room {i} is checked every {i % 9 + 2} weeks." for i in range(1, 301)]
+        )
+    )
+    report = Ingestor(store, embedder).add([pdf])
+    assert report.added == 1 and report.chunks <= 30, (
+        report.chunks
+    )  # was 300: one tiny chunk (and embedding) a page
+    rows = store.execute("SELECT text, page_start, page_end FROM chunks ORDER BY ordinal").fetchall()
+    assert rows[0][1] == 1 and rows[-1][2] == 300
+    for text, start, end in rows:
+        numbers = [int(w.rstrip(":")) for w in text.split("Page ")[1:] for w in w.split()[:1]]
+        assert start == numbers[0] and end == numbers[-1] and start <= end
+    (hit,) = Searcher(store, embedder).search("valve in room 217", 1, mode="bm25")
+    assert hit.page_start <= 217 <= hit.page_end
+    assert_consistent(store)

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from .status_bar import tps_text
+from .status_bar import stopped_early, tps_text
 
 
 def answer_footer(meta: dict[str, Any]) -> str:
@@ -22,14 +22,14 @@ def answer_footer(meta: dict[str, Any]) -> str:
     bits = []
     reason = meta.get("finish_reason")
     if reason == "cancelled":
-        bits.append("stopped")
+        bits.append("stopped before the first token" if stopped_early(meta) else "stopped")
     elif reason == "length":
         bits.append("cut at max tokens")
     elif reason == "error":
         bits.append("failed")
     if meta.get("completion_tokens"):
         bits.append(f"{meta['completion_tokens']:,} tokens")
-    if meta.get("ttft_ms") is not None and meta.get("decode_tps") is not None:
+    if meta.get("ttft_ms") is not None and meta.get("decode_tps") is not None and not stopped_early(meta):
         bits.append(f"{meta['ttft_ms']:,.0f} ms to first token · {tps_text(meta['decode_tps'])}")
     if meta.get("adapters"):
         bits.append(" ".join(f"+{str(p).removesuffix('.gguf')}×{s:g}" for p, s in meta["adapters"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ class StatusInfo:
     window: int = 0
     ttft_ms: float | None = None
     tps: float | None = None
+    speed_note: str = ""  # in place of the speed figures, e.g. "stopped before the first token"
     retrieval: str = "none"  # "on", "off", "none" (no knowledge base), "loading"
     extra: tuple[str, ...] = field(default_factory=tuple)
 
@@ -38,6 +40,18 @@ def context_bar(used: int, window: int, width: int) -> tuple[str, str]:
 def tps_text(tps: float) -> str:
     """Tokens per second, with a decimal when small (0.4 tok/s, not 0)."""
     return f"{tps:,.1f} tok/s" if tps < 10 else f"{tps:,.0f} tok/s"
+
+
+def stopped_early(meta: Mapping[str, Any]) -> bool:
+    """An answer stopped while its prompt was read: it has no speed (not "0 ms · 0.0 tok/s")."""
+    return meta.get("finish_reason") == "cancelled" and not meta.get("completion_tokens")
+
+
+def speed_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The speed slot's fields for an answer's meta: its figures, or why it has none."""
+    if stopped_early(meta):
+        return {"ttft_ms": None, "tps": None, "speed_note": "stopped before the first token"}
+    return {"ttft_ms": meta.get("ttft_ms"), "tps": meta.get("decode_tps"), "speed_note": ""}
 
 
 def _short(name: str) -> str:
@@ -75,7 +89,7 @@ class StatusBar(Widget):
         layout = {
             "name": len(name),
             "bar": 12,
-            "speed": 2 if i.ttft_ms is not None and i.tps is not None else 0,
+            "speed": 2 if (i.ttft_ms is not None and i.tps is not None) or i.speed_note else 0,
             "adapters": 2 if i.adapters else 0,
             "numbers": 1,
         }
@@ -123,7 +137,9 @@ class StatusBar(Widget):
             if layout["numbers"]:
                 left.append((f"{i.used:,}/{i.window:,}", ""))
         right: list[tuple[str, str]] = []
-        if layout["speed"] == 2 and i.ttft_ms is not None and i.tps is not None:
+        if layout["speed"] and i.speed_note:
+            right += [(i.speed_note if layout["speed"] == 2 else "stopped", "dim"), (" │ ", "dim")]
+        elif layout["speed"] == 2 and i.ttft_ms is not None and i.tps is not None:
             right += [(f"{i.ttft_ms:,.0f} ms · {tps_text(i.tps)}", ""), (" │ ", "dim")]
         elif layout["speed"] == 1 and i.tps is not None:
             right += [(tps_text(i.tps), ""), (" │ ", "dim")]

@@ -1,0 +1,75 @@
+"""Ctrl+C that stops long work promptly, even while llama.cpp computes.
+
+Python runs a signal handler on the main thread between two bytecodes. While the main thread
+is inside llama.cpp, the only bytecodes it runs are those of ctypes callbacks (the log callback,
+the abort callback llama.cpp asks between graph nodes), and an exception raised in a callback
+is printed as "Exception ignored on calling ctypes callback function" and dropped: the
+KeyboardInterrupt was lost and the work went on. So the handler that ``handling()`` installs
+raises KeyboardInterrupt as usual, except inside a callback (``c_callback``), where it only
+records the interrupt: the abort callback then ends the computation at its next graph node and
+the code that called llama.cpp raises it (``check()``) where it unwinds as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import CodeType, FrameType
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_pending = threading.Event()
+_callbacks: set[CodeType] = set()
+
+
+def c_callback(fn: F) -> F:
+    """Mark a function that C code calls through ctypes: an interrupt inside it is deferred."""
+    _callbacks.add(fn.__code__)
+    return fn
+
+
+def pending() -> bool:
+    """An interrupt arrived inside a callback and was not raised yet (llama.cpp should stop)."""
+    return _pending.is_set()
+
+
+def check() -> None:
+    """Raise a deferred interrupt now, in ordinary code (long loops call this too)."""
+    if _pending.is_set():
+        _pending.clear()
+        raise KeyboardInterrupt
+
+
+def _in_callback(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in _callbacks:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    if _in_callback(frame):
+        _pending.set()  # raising here would be printed and dropped by ctypes
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """SIGINT through ``_handler`` for the duration (a program's main thread; an ignored SIGINT stays ignored)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _pending.clear()
