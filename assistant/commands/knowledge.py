@@ -176,7 +176,6 @@ def index_add(
     """
     import os
 
-    from ..knowledge.chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
     from ..knowledge.ingest import DEFAULT_MAX_FILE_MB, IngestOptions, Ingestor
 
     missing = [p for p in paths if not os.path.lexists(Path(p).expanduser())]
@@ -184,12 +183,12 @@ def index_add(
         raise UsageError(f"{missing[0]}: no such file or directory; nothing to index")
     base = _open(app, kb, embed_model, create=True, readonly=False, need_vectors=True, threads=threads)
     assert base.embedder is not None
-    meta = base.store.meta()
-    opts = IngestOptions(
+    opts = IngestOptions.for_store(
+        base.store,
+        max_tokens=chunk_tokens,
+        overlap=overlap,
         collection=collection,
         glob=glob,
-        max_tokens=chunk_tokens or int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
-        overlap=overlap if overlap is not None else int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
         max_file_bytes=(max_file_mb or DEFAULT_MAX_FILE_MB) << 20,
         include_hidden=hidden,
         follow_symlinks=follow_symlinks,
@@ -244,17 +243,11 @@ def index_sync(
     threads: int | None,
 ) -> int:
     """Look again at every path added before: index new and changed files, remove deleted ones."""
-    from ..knowledge.chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
     from ..knowledge.ingest import IngestOptions, Ingestor
 
     base = _open(app, kb, embed_model, readonly=False, need_vectors=True, threads=threads)
     assert base.embedder is not None
-    meta = base.store.meta()
-    opts = IngestOptions(
-        max_tokens=int(meta.get("chunking_max_tokens", DEFAULT_MAX_TOKENS)),
-        overlap=int(meta.get("chunking_overlap", DEFAULT_OVERLAP)),
-        follow_symlinks=follow_symlinks,
-    )
+    opts = IngestOptions.for_store(base.store, follow_symlinks=follow_symlinks)
     try:
         ing = Ingestor(base.store, base.embedder, opts)
         plan = ing.plan_sync()
