@@ -87,9 +87,15 @@ def _connect_readonly(sqlite3: Any, target: str) -> Any:
         return conn
     except sqlite3.OperationalError as exc:
         conn.close()
-        wal = Path(f"{target}-wal")
-        if error_kind(exc) != "cantopen" or (wal.exists() and wal.stat().st_size > 0):
+        if error_kind(exc) != "cantopen":
             raise
+        wal = Path(f"{target}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StorageError(
+                f"cannot open {target} read-only: its write-ahead log {wal.name} holds changes not yet in the "
+                "file and the directory is read-only; open it once where it can be written, or copy it with "
+                "its -wal and -shm files"
+            ) from exc
     log.info("%s: read-only directory, opening it immutable", target)
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 

@@ -192,6 +192,26 @@ def test_readonly_open_on_a_readonly_directory(tmp_path):
         writer.close()
 
 
+def test_readonly_open_with_unmerged_wal_says_so(tmp_path):
+    """A copy of a database and its -wal (no -shm) on a read-only mount: immutable would miss the WAL."""
+    import shutil
+
+    from support.mounts import readonly_view
+
+    src, copy = tmp_path / "src", tmp_path / "copy"
+    src.mkdir()
+    copy.mkdir()
+    writer = _wal_db(src / "c.db")
+    try:
+        shutil.copy(src / "c.db", copy / "c.db")
+        shutil.copy(src / "c.db-wal", copy / "c.db-wal")
+    finally:
+        writer.close()
+    unmerged = "write-ahead log c.db-wal holds changes not yet in the file"
+    with readonly_view(copy, tmp_path / "ro") as ro, pytest.raises(StorageError, match=unmerged):
+        connect(ro / "c.db", vec=False, readonly=True)
+
+
 def test_readonly_open_quotes_the_path(tmp_path):
     d = tmp_path / "a?b#c%d"
     d.mkdir()
