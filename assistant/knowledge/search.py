@@ -61,6 +61,10 @@ was we were what when where which while who whom why will with would you your yo
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
+# (chunk_id, score, 1-based rank in each list, raw score in each list: cosine, -bm25)
+Scored = tuple[int, float, dict[str, int], dict[str, float]]
+
+
 @dataclass
 class Hit:
     """One chunk found, with where it comes from."""
@@ -84,6 +88,8 @@ class Hit:
     n_tokens: int
     score: float
     ranks: dict[str, int] = field(default_factory=dict)  # 1-based rank in each list that found it
+    similarity: float | None = None  # cosine with the query, when the vector list found it
+    bm25: float | None = None  # -bm25 (higher is better), when the BM25 list found it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -368,20 +374,20 @@ class Searcher:
 
     def _scored(
         self, query: str, k: int, mode: str, collection: str | None, min_similarity: float | None = None
-    ) -> list[tuple[int, float, dict[str, int]]]:
+    ) -> list[Scored]:
         depth = max(k, self.settings.fusion_depth)
         if mode == "bm25":
             t = time.perf_counter()
             res = self.bm25(query, k, collection)
             self.last_timings["bm25_ms"] = (time.perf_counter() - t) * 1000
-            return [(cid, s, {"bm25": i + 1}) for i, (cid, s) in enumerate(res)]
+            return [(cid, s, {"bm25": i + 1}, {"bm25": s}) for i, (cid, s) in enumerate(res)]
         if mode == "vector":
             t = time.perf_counter()
             res = self.vector(query, k, collection)
             if min_similarity is not None:
                 res = [r for r in res if r[1] >= min_similarity]
             self.last_timings["vector_ms"] = (time.perf_counter() - t) * 1000
-            return [(cid, s, {"vector": i + 1}) for i, (cid, s) in enumerate(res)]
+            return [(cid, s, {"vector": i + 1}, {"vector": s}) for i, (cid, s) in enumerate(res)]
         t = time.perf_counter()
         # the question is embedded on the compute thread (llama.cpp, GIL released) while FTS5 runs
         # BM25 here (GIL released too), when the compute thread is another one
@@ -395,7 +401,7 @@ class Searcher:
                 v = [r for r in v if r[1] >= min_similarity]
             self.last_timings["bm25_ms"] = (t1 - t) * 1000
             self.last_timings["vector_ms"] = (time.perf_counter() - t1) * 1000
-            return fuse(b, v, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight)
+            return self._fused(b, v)
         try:
             b = self.bm25(query, depth, collection)
         finally:
@@ -408,7 +414,16 @@ class Searcher:
         t2 = time.perf_counter()
         self.last_timings["bm25_ms"] = (t1 - t) * 1000  # overlapped with embed_ms
         self.last_timings["vector_ms"] = (t2 - t1) * 1000
-        return fuse(b, v, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight)
+        return self._fused(b, v)
+
+    def _fused(self, b: list[tuple[int, float]], v: list[tuple[int, float]]) -> list[Scored]:
+        """The fused list, each entry with the raw scores of the lists that found it."""
+        raw: dict[int, dict[str, float]] = {}
+        for name, lst in (("bm25", b), ("vector", v)):
+            for cid, s in lst:
+                raw.setdefault(cid, {})[name] = s
+        fused = fuse(b, v, rrf_k=self.settings.rrf_k, bm25_weight=self.settings.bm25_weight)
+        return [(cid, s, ranks, raw[cid]) for cid, s, ranks in fused]
 
     def close(self) -> None:
         """Close the tokenizer connection (the store and model are closed by their owner)."""
@@ -416,7 +431,7 @@ class Searcher:
             self._tok.close()
             self._tok = None
 
-    def hydrate(self, scored: list[tuple[int, float, dict[str, int]]] | list[tuple[int, float]]) -> list[Hit]:
+    def hydrate(self, scored: list[Scored] | list[tuple[int, float]]) -> list[Hit]:
         """Chunk ids (with scores) to full hits, in the same order."""
         if not scored:
             return []
@@ -434,7 +449,9 @@ class Searcher:
             if r is None:  # deleted since the index lists were read
                 continue
             ranks: dict[str, int] = s[2] if len(s) > 2 else {}
-            hits.append(Hit(*r, score=float(s[1]), ranks=dict(ranks)))  # type: ignore[misc]
+            raw: dict[str, float] = s[3] if len(s) > 3 else {}
+            sim, bm = raw.get("vector"), raw.get("bm25")
+            hits.append(Hit(*r, score=float(s[1]), ranks=dict(ranks), similarity=sim, bm25=bm))  # type: ignore[misc]
         return hits
 
     def search_documents(
