@@ -128,9 +128,9 @@ def convert_adapter_command(adapter: str, base: str, out: Path, outtype: str, as
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and llama.cpp's own log.")
 def main_group(verbose: bool) -> None:
     """HF + PEFT -> GGUF conversion (the same commands as `assistant convert`)."""
-    from assistant.cli import _setup_logging
+    from assistant.console import setup_logging
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
 
 main_group.add_command(convert_command)
@@ -139,6 +139,6 @@ main_group.add_command(convert_adapter_command)
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m convert``: errors become one line on stderr and exit status 2."""
-    from assistant.cli import run_cli
+    from assistant.console import run_cli
 
     run_cli(main_group, "python -m convert", argv)

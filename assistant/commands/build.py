@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ..cli import AppContext
+    from .context import AppContext
 
 
 def _recipes_dir(explicit: Path | None) -> Path:

@@ -14,8 +14,8 @@ import click
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..cli import AppContext
     from ..knowledge.base import KnowledgeBase
+    from .context import AppContext
 
 MODES = ("hybrid", "vector", "bm25")
 MAX_PROBLEMS_SHOWN = 30

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from ..cli import AppContext
     from ..models.catalog import ModelEntry
+    from .context import AppContext
 
 
 def human_size(n: float) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ..cli import AppContext
+    from .context import AppContext
 
 
 @click.command("setup")
