@@ -454,12 +454,15 @@ def default_export_name(info: ConversationInfo) -> str:
 
 
 def source_line(src: dict[str, Any]) -> str:
-    """One numbered source as a line of Markdown: [n] title — path, location."""
-    where = src.get("path") or ""
+    """One numbered source as a line of Markdown: [n] title — path, location.
+
+    Reads knowledge.grounding.Source.as_dict (number, uri) and the meta stored before it (n, path).
+    """
+    where = src.get("uri") or src.get("path") or ""
     loc = src.get("location") or ""
     bits = [b for b in (where, loc) if b]
     tail = f" — {', '.join(bits)}" if bits else ""
-    return f"[{src.get('n', '?')}] {src.get('title') or where or 'source'}{tail}"
+    return f"[{src.get('number', src.get('n', '?'))}] {src.get('title') or where or 'source'}{tail}"
 
 
 def render_markdown(info: ConversationInfo, msgs: Sequence[StoredMessage]) -> str:

@@ -421,9 +421,9 @@ def ab_worker(rounds: int, threads: int) -> None:
     from assistant.engine import ChatModel, Message
     from assistant.engine.sampling import SamplingParams
     from assistant.home import Home
+    from assistant.knowledge.retriever import NoRetriever
     from assistant.tui.app import AssistantApp
     from assistant.tui.options import TuiOptions
-    from assistant.tui.retrieval import NoRetriever
 
     params = SamplingParams(
         max_tokens=int(SAMPLING[1]), seed=int(SAMPLING[3]), temperature=float(SAMPLING[5])

@@ -200,6 +200,10 @@ class ChatModel:
         """Tokens of plain text (no special tokens parsed, no BOS)."""
         return self._model.tokenize(text, add_special=False, parse_special=False)
 
+    def count_text(self, text: str) -> int:
+        """Tokens of plain text: what a message or a source costs in the prompt."""
+        return len(self.tokenize(text))
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._model.detokenize(tokens)
 

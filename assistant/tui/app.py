@@ -36,6 +36,10 @@ from ..engine.context import Message
 from ..engine.sampling import SamplingParams
 from ..errors import AssistantError, StorageError
 from ..home import Home
+from ..knowledge.grounding import Source
+from ..knowledge.retriever import NoRetriever, Retriever, open_retriever
+from ..turn import ChatTurn, conversation_messages, prepare_turn
+from ..turn import Engine as TurnEngine
 from .codeblocks import code_blocks
 from .messages import (
     AdaptersApplied,
@@ -48,7 +52,6 @@ from .messages import (
 )
 from .options import DEFAULT_TOP_K, TuiOptions, sampling_with
 from .pacing import FramePacer
-from .retrieval import NoRetriever, Retriever, SourceRef, open_retriever
 from .screens.confirm import ConfirmDialog
 from .screens.conversations import ConversationsScreen
 from .screens.help import HelpScreen
@@ -71,17 +74,13 @@ WIDE = 100  # from this width the sources panel shows by default
 GIL_SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
 
 
-class Engine(Protocol):
+class Engine(TurnEngine, Protocol):
     """What the UI needs from a chat model (assistant.engine.ChatModel, or a fake in UI tests)."""
 
     path: Path
     info: Any  # .architecture, .quant_type
-    n_ctx: int
     load_ms: float
 
-    def chat(
-        self, messages: Sequence[Message], params: SamplingParams, *, cancel: threading.Event
-    ) -> Any: ...
     def set_adapters(self, adapters: Sequence[tuple[str | Path, float]]) -> None: ...
     def count_tokens(self, messages: Sequence[Message]) -> int: ...
     def close(self) -> None: ...
@@ -117,26 +116,14 @@ class Turn:
     done: threading.Event = field(default_factory=threading.Event)
     buffer: deque[str] = field(default_factory=deque)
     notices: list[str] = field(default_factory=list)
-    sources: list[SourceRef] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     retrieval_ms: float | None = None
+    chat: ChatTurn | None = None  # set by the worker before AnswerStarted
     adapters: list[tuple[str, float]] = field(default_factory=list)
     # the frame timer's callback, made once: Textual caches a callback's parameter count on the
     # callable, so a new partial every frame cost an inspect.signature() per frame (~7% of the UI
     # thread's work while streaming, py-spy)
     draw: Callable[[], Any] | None = None
-
-
-def engine_messages(system: str | None, history: Iterable[Message]) -> list[Message]:
-    """What to send: the system prompt, then turns with empty answers dropped and roles alternating."""
-    out: list[Message] = [Message("system", system)] if system else []
-    for m in history:
-        if m.role == "assistant" and not m.content.strip():
-            continue
-        if out and out[-1].role == m.role and m.role == "user":
-            out[-1] = Message("user", out[-1].content + "\n\n" + m.content)
-            continue
-        out.append(m)
-    return out
 
 
 class AssistantApp(App[int]):
@@ -197,7 +184,7 @@ class AssistantApp(App[int]):
         self.turn: Turn | None = None
         self.queue: list[str] = []
         self.last_answer: str = ""
-        self.last_sources: list[SourceRef] = []
+        self.last_sources: list[Source] = []
         self.sources_pref: bool | None = None  # None: shown when wide
         self._after_idle: list[Callable[[], Any]] = []
         self._turn_ids = 0
@@ -374,7 +361,7 @@ class AssistantApp(App[int]):
         if not self.chat_log.messages:
             await self.chat_log.show_placeholder(self._placeholder())
 
-    def _show_sources(self, sources: list[SourceRef]) -> None:
+    def _show_sources(self, sources: list[Source]) -> None:
         if sources:
             hint = ""
         elif self.retriever_loading:
@@ -638,7 +625,6 @@ class AssistantApp(App[int]):
         self.turn = turn
         use_kb = self.retrieval_on and self.retriever.available
         self._show_sources([])
-        messages = engine_messages(self.system_prompt, self.history)
         self._update_status()
         self.refresh_bindings()
         turn.draw = partial(self._frame, turn)
@@ -651,7 +637,14 @@ class AssistantApp(App[int]):
         self.call_after_refresh(
             self._answer_worker,
             partial(
-                self._answer, turn, engine, messages, self.sampling, use_kb, self.kb_top_k, self.retriever
+                self._answer,
+                turn,
+                engine,
+                self.system_prompt,
+                list(self.history),
+                self.sampling,
+                self.retriever if use_kb else None,
+                self.kb_top_k,
             ),
         )
 
@@ -666,32 +659,19 @@ class AssistantApp(App[int]):
         self,
         turn: Turn,
         engine: Engine,
-        messages: list[Message],
+        system: str | None,
+        history: list[Message],
         params: SamplingParams,
-        use_kb: bool,
+        retriever: Retriever | None,
         top_k: int,
-        retriever: Retriever,
     ) -> None:
         try:
-            notices: list[str] = []
-            sources: list[SourceRef] = []
-            retrieval_ms: float | None = None
-            if use_kb:
-                tokenize = getattr(engine, "tokenize", None)
-                count = (lambda s: len(tokenize(s))) if tokenize else (lambda s: len(s.split()))
-                try:
-                    grounding = retriever.ground(
-                        messages, top_k, count_tokens=count, n_ctx=engine.n_ctx, max_tokens=params.max_tokens
-                    )
-                    messages, sources = grounding.messages, grounding.sources
-                    retrieval_ms = grounding.retrieval_ms
-                    notices += grounding.notes
-                except AssistantError as exc:
-                    notices.append(f"retrieval failed ({exc}); answering without sources")
-            stream = engine.chat(messages, params, cancel=turn.cancel)
-            notices += stream.context.notices()
-            prompt_tokens = int(getattr(stream.context, "prompt_tokens", 0) or 0)
-            self.post_message(AnswerStarted(turn.id, notices, sources, retrieval_ms, prompt_tokens))
+            chat = prepare_turn(engine, system, history, params, retriever=retriever, top_k=top_k)
+            turn.chat = chat
+            stream = chat.start(engine, params, turn.cancel)
+            self.post_message(
+                AnswerStarted(turn.id, chat.notices, chat.sources, chat.retrieval_ms, chat.prompt_tokens)
+            )
             push = turn.buffer.append
             for delta in stream:
                 push(delta)
@@ -741,29 +721,15 @@ class AssistantApp(App[int]):
             return
         await self._drain_tokens()
         result = msg.result
-        meta: dict[str, Any] = {"model": self.model_path.name if self.model_path else None}
-        if turn.adapters:
-            meta["adapters"] = [list(a) for a in turn.adapters]
-        if turn.notices:
-            meta["notices"] = turn.notices
-        if turn.sources:
-            meta["sources"] = [s.as_meta() for s in turn.sources]
-        if turn.retrieval_ms is not None:
-            meta["retrieval_ms"] = round(turn.retrieval_ms, 1)
-        if result is not None:
-            t = result.timings
-            meta.update(
-                finish_reason=result.finish_reason,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                tokens_used=result.tokens_used,
-                ttft_ms=round(t.ttft_ms, 1),
-                decode_tps=round(t.decode_tps, 1),
-            )
-            text = result.text
-        else:
-            meta.update(finish_reason="error", error=msg.error)
-            text = turn.widget.streamed_text
+        chat = turn.chat or ChatTurn([], notices=list(turn.notices))
+        done = chat.finish(
+            result,
+            model=self.model_path.name if self.model_path else None,
+            adapters=turn.adapters,
+            error=msg.error,
+            partial_text=turn.widget.streamed_text,
+        )
+        text, meta = done.text, done.meta
         await turn.widget.finish(text, meta)
         self.turn = None
         if self._frame_timer is not None:
@@ -833,7 +799,7 @@ class AssistantApp(App[int]):
     def _count_context(self) -> None:
         if self.engine is None:
             return
-        messages = engine_messages(self.system_prompt, self.history)
+        messages = conversation_messages(self.system_prompt, self.history)
         if not messages:
             self._update_status(used=0)
             return
@@ -886,7 +852,7 @@ class AssistantApp(App[int]):
         self.history = [Message(m.role, m.content) for m in stored if m.role in ("user", "assistant")]
         last = next((m for m in reversed(stored) if m.role == "assistant"), None)
         self.last_answer = last.content if last else ""
-        self.last_sources = [SourceRef.from_meta(s) for s in (last.meta.get("sources", []) if last else [])]
+        self.last_sources = [Source.from_dict(s) for s in (last.meta.get("sources", []) if last else [])]
         if stored:
             await self.chat_log.load([(m.role, m.content, m.meta) for m in stored])
         else:

@@ -8,8 +8,9 @@ from typing import Any
 
 from ..engine.sampling import SamplingParams
 from ..home import Home
+from ..turn import CHAT_TOP_K
 
-DEFAULT_TOP_K = 4
+DEFAULT_TOP_K = CHAT_TOP_K
 
 
 @dataclass

@@ -197,7 +197,7 @@ async def test_ctrl_r_toggles_retrieval(harness, kb):
         assert len(kb.calls) == 1 and kb.calls[0][1] == 4  # top-k from the settings
         sent = harness.engine.calls[-1][0][-1].content
         assert sent.startswith("Sources:") and sent.endswith("Question: How long does rice cook?")
-        assert [s.n for s in app.last_sources] == [1, 2]
+        assert [s.number for s in app.last_sources] == [1, 2]
         await pilot.press("ctrl+r")
         assert app.status.info.retrieval == "off"
         assert "KB off" in screen_text(app)
@@ -229,7 +229,7 @@ async def test_ctrl_s_shows_sources_and_enter_opens_one_in_its_document(harness,
     from dataclasses import replace
 
     kb.sources = [
-        replace(SOURCES[0], path=str(doc), text="Rinse the rice, then simmer it.", line_start=30, line_end=30)
+        replace(SOURCES[0], uri=str(doc), text="Rinse the rice, then simmer it.", line_start=30, line_end=30)
     ]
     app = harness.app(retriever=kb)
     async with app.run_test(size=(80, 24)) as pilot:

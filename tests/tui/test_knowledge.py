@@ -10,8 +10,8 @@ from tui_helpers import ready as wait_ready
 
 from assistant.engine.context import Message
 from assistant.home import Home
+from assistant.knowledge.retriever import CREATE_HINT, NoRetriever, open_retriever
 from assistant.tui.app import _open_retriever
-from assistant.tui.retrieval import CREATE_HINT, NoRetriever, open_retriever
 
 EMBED_MODEL = ROOT_DIR / "models" / "all-MiniLM-L6-v2.gguf"
 
@@ -81,12 +81,11 @@ def test_grounding_through_the_seam(kb_home: Home, chat_model):
         g = retriever.ground(
             messages,
             3,
-            count_tokens=lambda s: len(chat_model.tokenize(s)),
-            n_ctx=chat_model.n_ctx,
-            max_tokens=256,
+            count_tokens=chat_model.count_text,
+            budget_tokens=1500,
         )
-        assert g.sources and g.sources[0].path.endswith("rice.md")
-        assert g.sources[0].n == 1 and g.sources[0].location.startswith("line")
+        assert g.sources and g.sources[0].uri.endswith("rice.md")
+        assert g.sources[0].number == 1 and g.sources[0].location.startswith("line")
         assert "simmer" in " ".join(s.text for s in g.sources)
         assert g.messages[0].role == "system" and "Be brief." in g.messages[0].content
         assert [m.content for m in g.messages[1:3]] == ["hello", "Hi!"]  # the history stays
@@ -113,7 +112,7 @@ async def test_sources_panel_and_viewer_on_a_real_knowledge_base(kb_home: Home):
             assert app.last_sources and app.last_sources[0].title == "Cooking rice"
             assert "[1] Cooking rice" in screen_text(app)
             stored = harness.store.messages(app.conversation.id)[-1]
-            assert stored.meta["sources"][0]["path"].endswith("rice.md")
+            assert stored.meta["sources"][0]["uri"].endswith("rice.md")
             await pilot.press("ctrl+s")  # into the sources
             await pilot.press("enter")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "SourceScreen")

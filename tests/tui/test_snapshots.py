@@ -1,7 +1,9 @@
 """Snapshots (SVG) of the main screen, the sources panel, the palette and the empty states.
 
 Deterministic by construction: fixed terminal sizes, a fake engine with fixed
-timings, an in-memory store, a fixed home path, no cursor blink, no clocks.
+timings, an in-memory store, a fixed home path, no cursor blink, no clocks. Every
+run_before waits for the state it shows and then settle()s (workers done, animations
+over): no fixed pauses, so a loaded machine only makes a snapshot slower, never different.
 Update after an intended change with: pytest tests/tui/test_snapshots.py --snapshot-update
 """
 
@@ -10,15 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tui_fakes import FakeRetriever
-from tui_helpers import SNAPSHOT_HOME, SOURCES, Harness, send, wait_for
+from tui_helpers import SNAPSHOT_HOME, SOURCES, Harness, palette_ready, send, settle, wait_for
 from tui_helpers import ready as wait_ready
 
 from assistant.conversations import ConversationStore
 from assistant.errors import ModelError
 from assistant.home import Home
+from assistant.knowledge.retriever import NoRetriever
 from assistant.tui.app import AssistantApp
 from assistant.tui.options import TuiOptions
-from assistant.tui.retrieval import NoRetriever
 
 ANSWER = """Cooking rice takes three steps [1]:
 
@@ -34,13 +36,23 @@ Never leave the pot unattended [2]."""
 
 
 def quiet(app: AssistantApp) -> None:
+    """A steady cursor (shown while the prompt has focus): a blinking one is in either phase when the
+    screenshot is taken. The app turns blinking back on after each answer, so call it after one too."""
     app.prompt.cursor_blink = False
+
+
+async def ready_and_quiet(pilot) -> None:
+    await wait_ready(pilot)
+    quiet(pilot.app)
+    await settle(pilot)
 
 
 async def answered(pilot) -> None:
     await wait_ready(pilot)
     quiet(pilot.app)
     await send(pilot, "How do I cook rice?")
+    quiet(pilot.app)
+    await settle(pilot)
 
 
 def test_main_screen(snap_compare, snapshot_home: Home):
@@ -73,6 +85,7 @@ def test_main_screen_streaming(snap_compare, snapshot_home: Home):
             )
 
         await wait_for(pilot, settled, what="the streamed text on screen")
+        await pilot.wait_for_scheduled_animations()  # not settle(): the answer's worker is held
         await pilot.pause()
 
     try:
@@ -95,7 +108,7 @@ def test_source_in_its_document(snap_compare, snapshot_home: Home, tmp_path: Pat
     )
     from dataclasses import replace
 
-    source = replace(SOURCES[0], path="/docs/kitchen/rice.md")
+    source = replace(SOURCES[0], uri="/docs/kitchen/rice.md")
     app = Harness(snapshot_home, reply=ANSWER).app(retriever=FakeRetriever([source]))
 
     async def open_source(pilot) -> None:
@@ -109,7 +122,8 @@ def test_source_in_its_document(snap_compare, snapshot_home: Home, tmp_path: Pat
         screen.span = (start, start + len(source.text))
         screen.note = ""
         await pilot.app.push_screen(screen)
-        await pilot.pause()
+        await wait_for(pilot, lambda: pilot.app.screen is screen and screen.is_mounted, what="the source")
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_source)
 
@@ -120,8 +134,11 @@ def test_command_palette(snap_compare, snapshot_home: Home):
     async def palette(pilot) -> None:
         await answered(pilot)
         await pilot.press("ctrl+p")
-        await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "CommandPalette")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: palette_ready(pilot.app), what="the palette's commands")
+        from textual.widgets import Input
+
+        pilot.app.screen.query_one(Input).cursor_blink = False  # a steady cursor, as quiet() does
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=palette)
 
@@ -133,7 +150,8 @@ def test_help_screen(snap_compare, snapshot_home: Home):
         await wait_ready(pilot)
         quiet(pilot.app)
         await pilot.press("f1")
-        await pilot.pause()
+        await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", what="the help")
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=help_screen)
 
@@ -141,11 +159,7 @@ def test_help_screen(snap_compare, snapshot_home: Home):
 def test_empty_state_welcome_without_knowledge_base(snap_compare, snapshot_home: Home):
     app = Harness(snapshot_home).app()
 
-    async def ready(pilot) -> None:
-        await wait_ready(pilot)
-        quiet(pilot.app)
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready_and_quiet)
 
 
 def test_empty_state_no_model(snap_compare):
@@ -158,11 +172,7 @@ def test_empty_state_no_model(snap_compare):
         store=ConversationStore(":memory:"),
     )
 
-    async def ready(pilot) -> None:
-        await wait_ready(pilot)
-        quiet(pilot.app)
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready_and_quiet)
 
 
 def test_empty_state_model_fails_to_load(snap_compare, snapshot_home: Home):
@@ -174,13 +184,9 @@ def test_empty_state_model_fails_to_load(snap_compare, snapshot_home: Home):
 
     app.engine_factory = broken
 
-    async def ready(pilot) -> None:
-        await wait_ready(pilot)
-        quiet(pilot.app)
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready_and_quiet)
 
 
 def test_empty_state_tiny_terminal(snap_compare, snapshot_home: Home):
     app = Harness(snapshot_home).app()
-    assert snap_compare(app, terminal_size=(36, 8), run_before=wait_ready)
+    assert snap_compare(app, terminal_size=(36, 8), run_before=ready_and_quiet)

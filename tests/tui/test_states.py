@@ -15,10 +15,10 @@ from assistant.conversations import ConversationStore
 from assistant.engine.context import Message
 from assistant.errors import ModelError, ModelNotFoundError, UsageError
 from assistant.home import Home
-from assistant.tui.app import engine_messages
 from assistant.tui.options import build_options
 from assistant.tui.widgets.chat_log import WINDOW
 from assistant.tui.widgets.status_bar import StatusBar, StatusInfo
+from assistant.turn import conversation_messages as engine_messages
 
 
 def no_model_options(home: Home) -> dict:

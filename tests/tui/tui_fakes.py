@@ -16,7 +16,7 @@ from assistant.engine.chat import ChatResult, Timings
 from assistant.engine.context import ContextReport, Message
 from assistant.engine.sampling import SamplingParams
 from assistant.errors import ModelError
-from assistant.tui.retrieval import Grounding, SourceRef
+from assistant.knowledge.grounding import GroundedPrompt, Source
 
 
 @dataclass
@@ -136,6 +136,9 @@ class FakeEngine:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages)
 
+    def count_text(self, text: str) -> int:
+        return len(text.split())
+
     def close(self) -> None:
         self.closed = True
 
@@ -159,18 +162,18 @@ class FakeRetriever:
     hint = ""
     description = "notes.db · 3 chunks"
 
-    def __init__(self, sources: list[SourceRef] | None = None) -> None:
+    def __init__(self, sources: list[Source] | None = None) -> None:
         self.sources = sources if sources is not None else []
         self.calls: list[tuple[list[Message], int]] = []
 
-    def ground(self, messages: Sequence[Message], top_k: int, **kwargs: Any) -> Grounding:
+    def ground(self, messages: Sequence[Message], top_k: int, **kwargs: Any) -> GroundedPrompt:
         self.calls.append((list(messages), top_k))
         self.kwargs = kwargs
-        context = "\n\n".join(f"[{s.n}] {s.text}" for s in self.sources)
+        context = "\n\n".join(f"[{s.number}] {s.text}" for s in self.sources)
         msgs = list(messages)
         last = msgs[-1]
         msgs[-1] = Message("user", f"Sources:\n{context}\n\nQuestion: {last.content}")
-        return Grounding(msgs, self.sources[:top_k], 7.5)
+        return GroundedPrompt(msgs, self.sources[:top_k], 7.5, "fake")
 
     def close(self) -> None:
         pass

@@ -17,9 +17,10 @@ from tui_fakes import FakeEngine
 
 from assistant.conversations import ConversationStore
 from assistant.home import Home
+from assistant.knowledge.grounding import Source
+from assistant.knowledge.retriever import NoRetriever
 from assistant.tui.app import AssistantApp
 from assistant.tui.options import TuiOptions
-from assistant.tui.retrieval import NoRetriever, SourceRef
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
 CHAT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,24 +61,23 @@ def fill_home(root: Path) -> Home:
 
 
 SOURCES = [
-    SourceRef(
-        1,
-        "Cooking rice",
-        "/docs/kitchen/rice.md",
-        "lines 3-9",
-        "Rinse the rice, then simmer it in twice its volume of water for 18 minutes.",
-        "Rinse the rice, then simmer it in twice its volume of water for 18 minutes.",
-        line_start=3,
-        line_end=9,
+    Source.from_dict(
+        {
+            "number": 1,
+            "title": "Cooking rice",
+            "uri": "/docs/kitchen/rice.md",
+            "lines": [3, 9],
+            "text": "Rinse the rice, then simmer it in twice its volume of water for 18 minutes.",
+        }
     ),
-    SourceRef(
-        2,
-        "Kitchen safety",
-        "/docs/kitchen/safety.pdf",
-        "p. 4",
-        "Never leave a pot of boiling water unattended.",
-        "Never leave a pot of boiling water unattended.",
-        page=4,
+    Source.from_dict(
+        {
+            "number": 2,
+            "title": "Kitchen safety",
+            "uri": "/docs/kitchen/safety.pdf",
+            "pages": [4, 4],
+            "text": "Never leave a pot of boiling water unattended.",
+        }
     ),
 ]
 
@@ -129,13 +129,33 @@ class Harness:
         )
 
 
-async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Let the app run until cond() holds."""
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Let the app run until cond() holds (polled; the timeout is only a bound for a machine under load)."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or cond}")
         await pilot.pause(0.02)
+
+
+async def settle(pilot: Any) -> None:
+    """Wait until nothing is left to change the screen: every worker done, every animation over, every
+    message handled. Snapshots call it last; it never returns while a worker is blocked."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+def palette_ready(app: Any) -> bool:
+    """The command palette is open and has listed its commands (its search finished)."""
+    from textual.command import CommandList
+
+    screen = app.screen
+    return (
+        type(screen).__name__ == "CommandPalette"
+        and screen.has_class("-ready")
+        and screen.query_one(CommandList).option_count > 0
+    )
 
 
 async def ready(pilot: Any) -> None:

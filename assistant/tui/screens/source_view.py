@@ -12,18 +12,18 @@ from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 from textual.widgets.text_area import Selection
 
-from ..retrieval import SourceRef
+from ...knowledge.grounding import Source
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 BINARY_SUFFIXES = {".pdf", ".docx", ".epub", ".odt"}
 
 
-def load_document(src: SourceRef) -> tuple[str, tuple[int, int] | None, str]:
+def load_document(src: Source) -> tuple[str, tuple[int, int] | None, str]:
     """The text to show, the (start, end) character span of the chunk in it, and a note."""
     chunk = src.text or src.excerpt
-    path = Path(src.path) if src.path else None
+    path = Path(src.uri) if src.uri else None
     if path is None or not path.is_file():
-        note = f"{src.path} is not on this machine any more; showing the stored chunk." if src.path else ""
+        note = f"{src.uri} is not on this machine any more; showing the stored chunk." if src.uri else ""
         return chunk, (0, len(chunk)) if chunk else None, note
     if path.suffix.lower() in BINARY_SUFFIXES or path.stat().st_size > MAX_DOCUMENT_BYTES:
         note = f"{path.name}{', ' + src.location if src.location else ''}: showing the chunk used."
@@ -36,13 +36,7 @@ def load_document(src: SourceRef) -> tuple[str, tuple[int, int] | None, str]:
         return chunk, (0, len(chunk)) if chunk else None, f"{path.name} is binary: showing the chunk used."
     text = data.decode("utf-8", errors="replace")
     span: tuple[int, int] | None = None
-    if (
-        src.char_start is not None
-        and src.char_end is not None
-        and 0 <= src.char_start < src.char_end <= len(text)
-    ):
-        span = (src.char_start, src.char_end)
-    elif chunk and (i := text.find(chunk)) >= 0:
+    if chunk and (i := text.find(chunk)) >= 0:
         span = (i, i + len(chunk))
     elif src.line_start is not None:
         lines = text.splitlines(keepends=True)
@@ -74,7 +68,7 @@ class SourceScreen(ModalScreen[None]):
     SourceScreen .help { color: $text-muted; height: 1; }
     """
 
-    def __init__(self, source: SourceRef) -> None:
+    def __init__(self, source: Source) -> None:
         super().__init__()
         self.source = source
         self.text, self.span, self.note = load_document(source)
@@ -82,8 +76,8 @@ class SourceScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         src = self.source
         with Vertical():
-            yield Static(src.label, classes="title", markup=False)
-            where = ", ".join(b for b in (src.path, src.location) if b)
+            yield Static(f"[{src.number}] {src.title}", classes="title", markup=False)
+            where = ", ".join(b for b in (src.uri, src.location) if b)
             if self.note:
                 where = f"{where}\n{self.note}" if where else self.note
             yield Static(where, classes="where", markup=False)

@@ -10,15 +10,15 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...knowledge.grounding import Source
 from ..messages import _Msg
-from ..retrieval import SourceRef
 
 
-def source_prompt(src: SourceRef) -> Text:
+def source_prompt(src: Source) -> Text:
     text = Text()
-    text.append(f"[{src.n}] ", "bold")
+    text.append(f"[{src.number}] ", "bold")
     text.append(src.title, "bold")
-    where = ", ".join(b for b in (src.path and _short_path(src.path), src.location) if b)
+    where = ", ".join(b for b in (src.uri and _short_path(src.uri), src.location) if b)
     if where:
         text.append(f"\n{where}", "dim")
     if src.excerpt:
@@ -41,11 +41,11 @@ class SourcesPanel(Vertical):
 
     @dataclass
     class Selected(_Msg):
-        source: SourceRef
+        source: Source
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.sources: list[SourceRef] = []
+        self.sources: list[Source] = []
         self._hint = ""
 
     def compose(self) -> ComposeResult:
@@ -56,7 +56,7 @@ class SourcesPanel(Vertical):
     def on_mount(self) -> None:
         self._refresh_view()
 
-    def show(self, sources: list[SourceRef], hint: str = "") -> None:
+    def show(self, sources: list[Source], hint: str = "") -> None:
         self.sources = list(sources)
         self._hint = hint
         if self.is_mounted:
