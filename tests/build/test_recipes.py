@@ -74,7 +74,7 @@ def test_sample_recipe_hub_chat_model_plus_adapter(tmp_path: Path, run_cli) -> N
 def test_minilm_recipe_is_what_setup_runs(
     tmp_path: Path, run_cli, minilm_src: Path, default_model_path: Path
 ) -> None:
-    from assistant.models.default import MINILM_GGUF, MINILM_QUANT, minilm_gguf_current, minilm_recipe_path
+    from convert.minilm import MINILM_GGUF, MINILM_QUANT, minilm_gguf_current, minilm_recipe_path
 
     recipe_path = minilm_recipe_path()
     assert recipe_path == ROOT / "build" / "minilm.toml"

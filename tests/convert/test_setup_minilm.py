@@ -9,6 +9,7 @@ import pytest
 
 from assistant.errors import StorageError
 from assistant.models import default as d
+from convert.minilm import install_minilm, minilm_gguf_current
 
 
 def test_extract_zip_is_atomic_and_idempotent(tmp_path: Path) -> None:
@@ -45,10 +46,14 @@ def test_install_minilm_converts_once(tmp_path: Path, minilm_src: Path) -> None:
         if p.is_file():
             (src / p.relative_to(minilm_src)).parent.mkdir(parents=True, exist_ok=True)
             (src / p.relative_to(minilm_src)).symlink_to(p)
-    out, converted = d.install_minilm(home)  # extracted already (marker): no download, just the conversion
-    assert converted and d.minilm_gguf_current(out)
+    steps: list[str] = []
+    first = install_minilm(home, on_step=steps.append)  # extracted already (marker): no download, just the build
+    out = first.out
+    assert first.built and minilm_gguf_current(out)
+    assert steps == [f"build {out.name} with the recipe minilm.toml (F16) …"]
     mtime = out.stat().st_mtime_ns
-    assert d.install_minilm(home) == (out, False)
+    again = install_minilm(home, on_step=steps.append)
+    assert (again.out, again.built) == (out, False) and len(steps) == 1
     assert out.stat().st_mtime_ns == mtime
     out.write_bytes(b"GGUF broken")  # a damaged file is not "current": converted again
-    assert d.install_minilm(home)[1] is True and d.minilm_gguf_current(out)
+    assert install_minilm(home).built and minilm_gguf_current(out)
