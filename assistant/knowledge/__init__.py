@@ -4,7 +4,8 @@ Modules (import them directly; importing this package is cheap):
 
 - ``base``: ``KnowledgeBase.open(home, kb=None)``, the entry point: store + embedder + searcher.
 - ``grounding``: ``ground(question, kb, count_tokens=..., budget_tokens=...)`` -> messages with
-  numbered sources, ``Source``, ``format_sources`` (the API of `assistant ask` and the TUI).
+  numbered sources, ``Source`` (the one source type: shown, printed, saved with an answer), ``format_sources``.
+- ``retriever``: ``Retriever``/``NoRetriever``/``open_retriever``, the seam assistant/turn.py grounds through.
 - ``store``: schema, migrations, documents and chunks (``KnowledgeStore``).
 - ``ingest``: walk, extract, chunk, embed, write (``Ingestor``), resumable.
 - ``extract``: text out of txt/md/rst/html/pdf/code/JSONL, large files in sections.
