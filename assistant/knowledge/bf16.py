@@ -27,9 +27,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from ..errors import AssistantError, UsageError
+from ..errors import AssistantError, ConversionError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +109,18 @@ def working_copy(path: Path, sha256: str, *, mode: str | None = None) -> Path:
 
 
 def _derive(src: Path, out: Path) -> Path:
-    from convert.api import convert_model
-
+    """Run the converter as a program, ``python -m convert``: the knowledge base never imports it
+    (a layer of its own, 15 modules). Once per model, the same code and file as in-process; the
+    process costs 1.3x the in-process conversion (docs/BENCHMARKS.md, "BF16 working copy")."""
     log.info("making a BF16 copy of %s for this CPU (once): %s", src.name, out)
-    convert_model(src, out, quant="BF16")
+    # -P: a `convert` in the current directory is not the converter
+    cmd = [sys.executable, "-P", "-m", "convert", "convert", str(src), "-o", str(out), "--quant", "BF16"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    if proc.returncode in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise ConversionError(f"python -m convert failed: {last.removeprefix('Error: ')}")
     if out.parent == src.resolve().parent / ".cache":  # one model of this name here: drop its old copies
         for stale in out.parent.glob(f"{src.stem}.*.BF16.gguf"):
             if stale != out:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from assistant.errors import ConversionError, UsageError
+from assistant.errors import UsageError
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -104,17 +106,30 @@ def test_quantized_models_and_off_are_used_as_they_are(default_model_path: Path,
     assert not (model_copy.parent / ".cache").exists()
 
 
-def test_a_failed_conversion_logs_and_uses_the_file(model_copy, monkeypatch, caplog) -> None:
-    import convert.api
-    from assistant.knowledge.bf16 import working_copy
+def test_a_failed_conversion_logs_and_uses_the_file(model_copy, caplog) -> None:
+    from assistant.knowledge.bf16 import copy_name, working_copy
 
-    def fail(*args, **kwargs):
-        raise ConversionError("disk full")
-
-    monkeypatch.setattr(convert.api, "convert_model", fail)
+    (model_copy.parent / ".cache" / copy_name(model_copy, "d" * 64)).mkdir(parents=True)  # the converter refuses it
     with caplog.at_level("WARNING"):
         assert working_copy(model_copy, "d" * 64, mode="on") == model_copy
-    assert "cannot make a BF16 copy of" in caplog.text and "disk full" in caplog.text
+    assert "cannot make a BF16 copy of" in caplog.text and "is a directory" in caplog.text
+    assert "Error:" not in caplog.text  # the converter's one line, as a reason
+
+
+def test_opening_a_knowledge_base_never_imports_the_converter(model_copy, tmp_path) -> None:
+    """The converter is a layer of its own: the first use makes the copy through `python -m convert`."""
+    script = (
+        "import sys\n"
+        "from assistant.knowledge.embed import Embedder\n"
+        f"with Embedder({str(model_copy)!r}, bf16='on') as e:\n"
+        "    print(e.runtime_path.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'convert'))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    made, modules = r.stdout.splitlines()
+    assert made.endswith(".BF16.gguf") and (model_copy.parent / ".cache" / made).is_file()
+    assert modules == "[]"
 
 
 def test_a_damaged_copy_is_removed_and_the_model_file_used(model_copy, caplog) -> None:
