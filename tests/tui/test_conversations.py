@@ -238,15 +238,32 @@ for i in itertools.count():
 """
 
 
+def _wait_for_chats(path: Path, at_least: int, timeout: float = 60.0) -> None:
+    """Poll (read-only) until the writer has committed at_least chats: it is then mid-stream."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            n = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
+        finally:
+            conn.close()
+        if n >= at_least:
+            return
+        assert time.monotonic() < deadline, f"the writer committed {n} chats, waited for {at_least}"
+        time.sleep(0.02)  # poll interval
+
+
 def test_a_killed_writer_never_leaves_a_damaged_or_half_written_chat(tmp_path: Path):
     path = tmp_path / "c.db"
     root = Path(__file__).resolve().parents[2]
-    for _ in range(2):
+    for run in range(2):
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, cwd=root, text=True
         )
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.4)
+        _wait_for_chats(path, 3 * (run + 1))  # then kill it while it keeps writing
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     with ConversationStore(path) as s:
