@@ -299,8 +299,44 @@ def load_recipe(
     """Read and check a recipe (syntax, keys, types, local paths); nothing is written.
 
     ``output``: the user's own output file (``-o``), instead of the recipe's ``output``.
+    Checks run in the order of the fields below, so a recipe with several mistakes names the first.
     """
     rpath = Path(os.path.normpath(Path(path).expanduser().absolute()))
+    raw, text, data = _read_toml(rpath)
+    home = Path(home)
+    base = _base(rpath, data, home)
+    adapters = _adapters(rpath, data, home)
+    quant, max_kld, min_cosine = _quant_and_budget(rpath, data)
+    output_spec, out_path = _output(rpath, data, home, output)
+    eval_spec, eval_path = _eval_text(rpath, data, home)
+    eval_tokens = _eval_tokens(rpath, data)
+    system_prompt = _optional_text(rpath, data, "system_prompt")
+    description = _optional_text(rpath, data, "description")
+    return Recipe(
+        path=rpath,
+        name=rpath.stem,
+        text=text,
+        sha256=sha256_bytes(raw),
+        home=home,
+        base=base,
+        adapters=adapters,
+        quant=quant,
+        output=out_path,
+        output_spec=output_spec,
+        output_explicit=output is not None,
+        max_kld=max_kld,
+        min_cosine=min_cosine,
+        eval_text=eval_path,
+        eval_text_spec=eval_spec,
+        eval_tokens=eval_tokens,
+        system_prompt=system_prompt or None,
+        description=description,
+        raw=data,
+    )
+
+
+def _read_toml(rpath: Path) -> tuple[bytes, str, dict[str, Any]]:
+    """The recipe file's bytes, its text and its TOML table (top-level keys checked)."""
     if rpath.is_dir():
         raise RecipeError(f"{show(rpath)} is a directory; give a recipe file (build/NAME.toml) or use --all")
     if not rpath.is_file():
@@ -318,50 +354,63 @@ def load_recipe(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(rpath, exc) from exc
-    where = show(rpath)
     for key in data:
         if key not in TOP_KEYS:
-            raise _unknown(where, key, TOP_KEYS)
-    home = Path(home)
+            raise _unknown(show(rpath), key, TOP_KEYS)
+    return raw, text, data
 
+
+def _base(rpath: Path, data: dict[str, Any], home: Path) -> Source:
+    where = show(rpath)
     base_spec = _string(rpath, data, "base")
     if base_spec is None:
         raise RecipeError(f"{where}: base: missing; give {TOP_KEYS['base']}")
     base = _source(base_spec, "base", rpath, home, "file or directory")
     if base.path is not None and base.path.is_file() and base.path.suffix.lower() != ".gguf":
         raise RecipeError(f"{where}: base: {base_spec} is a file but not a .gguf; give {TOP_KEYS['base']}")
+    return base
 
+
+def _adapters(rpath: Path, data: dict[str, Any], home: Path) -> list[AdapterEntry]:
+    where = show(rpath)
     adapters_raw = data.get("adapter", [])
     if isinstance(adapters_raw, dict):
         raise RecipeError(f"{where}: adapter: write [[adapter]] (an array of tables), not [adapter]")
     if not isinstance(adapters_raw, list):
         raise RecipeError(f"{where}: adapter: expected [[adapter]] tables, got {_tname(adapters_raw)}")
-    adapters: list[AdapterEntry] = []
-    for i, entry in enumerate(adapters_raw, start=1):
-        fname = f"adapter[{i}]"
-        if not isinstance(entry, dict):
-            raise RecipeError(f"{where}: {fname}: expected a table with path and scale, got {_tname(entry)}")
-        for key in entry:
-            if key not in ADAPTER_KEYS:
-                raise _unknown(f"{where}: {fname}", key, ADAPTER_KEYS)
-        spec = _string(rpath, entry, "path", f"{fname}.path")
-        if spec is None:
-            raise RecipeError(f"{where}: {fname}.path: missing; give {ADAPTER_KEYS['path']}")
-        src = _source(spec, f"{fname}.path", rpath, home, "adapter directory")
-        if src.path is not None and not src.path.is_dir():
-            raise RecipeError(
-                f"{where}: {fname}.path: {spec} is a file; expected a PEFT adapter directory "
-                "(adapter_config.json + adapter_model.safetensors)"
-            )
-        scale = _number(rpath, entry, "scale", f"{fname}.scale")
-        check = entry.get("check_base", True)
-        if not isinstance(check, bool):
-            raise RecipeError(f"{where}: {fname}.check_base: expected true or false, got {check!r}")
-        adapters.append(AdapterEntry(src, 1.0 if scale is None else scale, check))
+    return [_adapter(rpath, f"adapter[{i}]", entry, home) for i, entry in enumerate(adapters_raw, start=1)]
 
-    quant_text = _string(rpath, data, "quant")
+
+def _adapter(rpath: Path, fname: str, entry: Any, home: Path) -> AdapterEntry:
+    """One [[adapter]] table; ``fname`` names it in messages (adapter[1], ...)."""
+    where = show(rpath)
+    if not isinstance(entry, dict):
+        raise RecipeError(f"{where}: {fname}: expected a table with path and scale, got {_tname(entry)}")
+    for key in entry:
+        if key not in ADAPTER_KEYS:
+            raise _unknown(f"{where}: {fname}", key, ADAPTER_KEYS)
+    spec = _string(rpath, entry, "path", f"{fname}.path")
+    if spec is None:
+        raise RecipeError(f"{where}: {fname}.path: missing; give {ADAPTER_KEYS['path']}")
+    src = _source(spec, f"{fname}.path", rpath, home, "adapter directory")
+    if src.path is not None and not src.path.is_dir():
+        raise RecipeError(
+            f"{where}: {fname}.path: {spec} is a file; expected a PEFT adapter directory "
+            "(adapter_config.json + adapter_model.safetensors)"
+        )
+    scale = _number(rpath, entry, "scale", f"{fname}.scale")
+    check = entry.get("check_base", True)
+    if not isinstance(check, bool):
+        raise RecipeError(f"{where}: {fname}.check_base: expected true or false, got {check!r}")
+    return AdapterEntry(src, 1.0 if scale is None else scale, check)
+
+
+def _quant_and_budget(rpath: Path, data: dict[str, Any]) -> tuple[str, float | None, float | None]:
+    """quant, and the quality budget (max_kld, min_cosine) that only quant = "auto" takes."""
     from .quant_types import DEFAULT_QUANT
 
+    where = show(rpath)
+    quant_text = _string(rpath, data, "quant")
     quant = parse_quant(rpath, quant_text) if quant_text is not None else DEFAULT_QUANT
     max_kld = _number(rpath, data, "max_kld")
     min_cosine = _number(rpath, data, "min_cosine")
@@ -372,7 +421,14 @@ def load_recipe(
         raise RecipeError(f"{where}: max_kld: must be 0 or more, got {max_kld}")
     if min_cosine is not None and not 0 < min_cosine <= 1:
         raise RecipeError(f"{where}: min_cosine: must be in (0, 1], got {min_cosine}")
+    return quant, max_kld, min_cosine
 
+
+def _output(
+    rpath: Path, data: dict[str, Any], home: Path, output: str | os.PathLike[str] | None
+) -> tuple[str, Path]:
+    """The output as written (the recipe's, or -o) and the file it names."""
+    where = show(rpath)
     output_spec = _string(rpath, data, "output") or f"{HOME_VAR}/{rpath.stem}.gguf"
     if output is not None:
         output_spec = str(output)
@@ -390,22 +446,31 @@ def load_recipe(
     )
     if out_path.is_dir():
         raise RecipeError(f"{where_out}: {output_spec} is a directory; give a file name ending in .gguf")
+    return output_spec, out_path
 
+
+def _eval_text(rpath: Path, data: dict[str, Any], home: Path) -> tuple[str | None, Path | None]:
+    """eval_text as written and the file it names: UTF-8, at least MIN_EVAL_CHARS of text."""
+    where = show(rpath)
     eval_spec = _string(rpath, data, "eval_text")
-    eval_path = None
-    if eval_spec is not None:
-        eval_path = expand(eval_spec, rpath.parent, home)
-        if not eval_path.is_file():
-            raise RecipeError(f"{where}: eval_text: {eval_spec}: no such file ({show(eval_path)})")
-        try:
-            sample = eval_path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise RecipeError(f"{where}: eval_text: {eval_spec} is not UTF-8 text") from exc
-        if len(sample.strip()) < MIN_EVAL_CHARS:
-            raise RecipeError(
-                f"{where}: eval_text: {eval_spec} has {len(sample.strip())} characters; "
-                f"give at least {MIN_EVAL_CHARS} (a few paragraphs)"
-            )
+    if eval_spec is None:
+        return None, None
+    eval_path = expand(eval_spec, rpath.parent, home)
+    if not eval_path.is_file():
+        raise RecipeError(f"{where}: eval_text: {eval_spec}: no such file ({show(eval_path)})")
+    try:
+        sample = eval_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{where}: eval_text: {eval_spec} is not UTF-8 text") from exc
+    if len(sample.strip()) < MIN_EVAL_CHARS:
+        raise RecipeError(
+            f"{where}: eval_text: {eval_spec} has {len(sample.strip())} characters; "
+            f"give at least {MIN_EVAL_CHARS} (a few paragraphs)"
+        )
+    return eval_spec, eval_path
+
+
+def _eval_tokens(rpath: Path, data: dict[str, Any]) -> int:
     eval_tokens = data.get("eval_tokens", DEFAULT_EVAL_TOKENS)
     if (
         isinstance(eval_tokens, bool)
@@ -413,34 +478,14 @@ def load_recipe(
         or not 64 <= eval_tokens <= MAX_EVAL_TOKENS
     ):
         raise RecipeError(
-            f"{where}: eval_tokens: expected an integer from 64 to {MAX_EVAL_TOKENS}, got {eval_tokens!r}"
+            f"{show(rpath)}: eval_tokens: expected an integer from 64 to {MAX_EVAL_TOKENS}, got {eval_tokens!r}"
         )
+    return eval_tokens
 
-    system_prompt = data.get("system_prompt")
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise RecipeError(f"{where}: system_prompt: expected a string, got {_tname(system_prompt)}")
-    description = data.get("description")
-    if description is not None and not isinstance(description, str):
-        raise RecipeError(f"{where}: description: expected a string, got {_tname(description)}")
 
-    return Recipe(
-        path=rpath,
-        name=rpath.stem,
-        text=text,
-        sha256=sha256_bytes(raw),
-        home=home,
-        base=base,
-        adapters=adapters,
-        quant=quant,
-        output=out_path,
-        output_spec=output_spec,
-        output_explicit=output is not None,
-        max_kld=max_kld,
-        min_cosine=min_cosine,
-        eval_text=eval_path,
-        eval_text_spec=eval_spec,
-        eval_tokens=int(eval_tokens),
-        system_prompt=system_prompt or None,
-        description=description,
-        raw=data,
-    )
+def _optional_text(rpath: Path, data: dict[str, Any], key: str) -> str | None:
+    """A free-text field (system_prompt, description): a string when given, empty allowed."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecipeError(f"{show(rpath)}: {key}: expected a string, got {_tname(value)}")
+    return value

@@ -214,8 +214,48 @@ def _template_flags(
     return False, False
 
 
+@dataclass
+class _TokenizerFiles:
+    """A Hugging Face tokenizer directory, read: tokenizer.json and its optional configs."""
+
+    path: Path  # tokenizer.json
+    tj: dict[str, Any]
+    tc_path: Path  # tokenizer_config.json (may be missing: then tc is {})
+    tc: dict[str, Any]
+    stm: dict[str, Any]  # special_tokens_map.json, {} when missing
+    files: list[Path]  # the files read, for provenance
+    model: dict[str, Any]  # tokenizer.json's "model" section
+    mtype: str  # BPE, Unigram or WordPiece
+
+
 def build_vocab(model_dir: Path, config: dict[str, Any], n_vocab: int, arch: str) -> Vocab:
     """Read the tokenizer files of ``model_dir``; ``n_vocab`` is the number of embedding rows."""
+    tf = _read_tokenizer(model_dir)
+    text, scores_by_id, added = _vocab_texts(tf)
+    ids = {t: i for i, t in sorted(text.items(), reverse=True)}  # lowest id wins on duplicates
+    size = max(text) + 1 if text else 0
+    if size > n_vocab:
+        raise ConversionError(
+            f"{tf.path} has {size} tokens but the model's embedding has {n_vocab} rows; "
+            "the tokenizer belongs to another model (or the adapter's resized embedding is missing)"
+        )
+    special = _special_tokens(tf, config, ids, n_vocab)
+    tokens, types = _tokens_and_types(text, added, special, bool(tf.model.get("byte_fallback")), n_vocab)
+    tokens, vocab_kw = _model_kw(tf, config, tokens, types, ids, special, scores_by_id, n_vocab)
+    if vocab_kw["model"] != "bert":
+        _set_bos_eos(vocab_kw, tf, ids, special)
+    template, template_files = _chat_template(model_dir, tf.tc)
+    return Vocab(
+        tokens=tokens,
+        types=types,
+        special=special,
+        chat_template=template,
+        files=tf.files + template_files,
+        **vocab_kw,
+    )
+
+
+def _read_tokenizer(model_dir: Path) -> _TokenizerFiles:
     path = model_dir / "tokenizer.json"
     if not path.is_file():
         hint = (
@@ -225,181 +265,230 @@ def build_vocab(model_dir: Path, config: dict[str, Any], n_vocab: int, arch: str
         )
         raise ConversionError(f"missing tokenizer.json in {model_dir}{hint}")
     tj = read_json(path, "a Hugging Face tokenizer")
-    files = [path]
     tc_path = model_dir / "tokenizer_config.json"
     tc = read_json(tc_path, "a tokenizer config") if tc_path.is_file() else {}
     stm_path = model_dir / "special_tokens_map.json"
     stm = read_json(stm_path, "a special tokens map") if stm_path.is_file() else {}
-    files += [p for p in (tc_path, stm_path) if p.is_file()]
-
+    files = [path] + [p for p in (tc_path, stm_path) if p.is_file()]
     model = tj.get("model")
     if not isinstance(model, dict):
         raise ConversionError(f"{path} has no 'model' section; is it a Hugging Face tokenizer.json?")
-    mtype = _model_type(model)
+    return _TokenizerFiles(path, tj, tc_path, tc, stm, files, model, _model_type(model))
 
-    # id -> text and kind, from the model's vocabulary and the added tokens
+
+def _vocab_texts(tf: _TokenizerFiles) -> tuple[dict[int, str], dict[int, float], dict[int, dict[str, Any]]]:
+    """id -> text (the model's vocabulary, then the added tokens), Unigram scores, added tokens by id."""
     text: dict[int, str] = {}
     scores_by_id: dict[int, float] = {}
-    raw_vocab = model.get("vocab")
-    if mtype == "Unigram":
+    raw_vocab = tf.model.get("vocab")
+    if tf.mtype == "Unigram":
         if not isinstance(raw_vocab, list):
-            raise ConversionError(f"{path}: Unigram vocab should be a list of [piece, score]")
+            raise ConversionError(f"{tf.path}: Unigram vocab should be a list of [piece, score]")
         for i, (piece, score) in enumerate(raw_vocab):
             text[i] = piece
             scores_by_id[i] = float(score)
     else:
         if not isinstance(raw_vocab, dict):
-            raise ConversionError(f"{path}: {mtype} vocab should be an object of token -> id")
+            raise ConversionError(f"{tf.path}: {tf.mtype} vocab should be an object of token -> id")
         for piece, i in raw_vocab.items():
             text[int(i)] = piece
     added: dict[int, dict[str, Any]] = {}
-    for tok in tj.get("added_tokens") or []:
+    for tok in tf.tj.get("added_tokens") or []:
         i = int(tok["id"])
         text[i] = tok["content"]
         added[i] = tok
-    ids = {t: i for i, t in sorted(text.items(), reverse=True)}  # lowest id wins on duplicates
+    return text, scores_by_id, added
 
-    size = max(text) + 1 if text else 0
-    if size > n_vocab:
-        raise ConversionError(
-            f"{path} has {size} tokens but the model's embedding has {n_vocab} rows; "
-            "the tokenizer belongs to another model (or the adapter's resized embedding is missing)"
-        )
 
-    def special_id(kind: str) -> int | None:
-        for source in (tc, stm):
-            c = _content(source.get(f"{kind}_token"))
-            if c is not None and c in ids:
-                return ids[c]
-        cfg = config.get(f"{kind}_token_id")
-        if isinstance(cfg, list):
-            cfg = cfg[0] if cfg else None
-        return int(cfg) if isinstance(cfg, int) and 0 <= cfg < n_vocab else None
+def _special_id(
+    tf: _TokenizerFiles, config: dict[str, Any], ids: dict[str, int], n_vocab: int, kind: str
+) -> int | None:
+    """A special token: by its text in the tokenizer configs, else by its id in the model config."""
+    for source in (tf.tc, tf.stm):
+        c = _content(source.get(f"{kind}_token"))
+        if c is not None and c in ids:
+            return ids[c]
+    cfg = config.get(f"{kind}_token_id")
+    if isinstance(cfg, list):
+        cfg = cfg[0] if cfg else None
+    return int(cfg) if isinstance(cfg, int) and 0 <= cfg < n_vocab else None
 
+
+def _special_tokens(
+    tf: _TokenizerFiles, config: dict[str, Any], ids: dict[str, int], n_vocab: int
+) -> dict[str, int]:
     special: dict[str, int] = {}
     for kind in ("bos", "eos", "unk", "pad", "sep", "mask"):
-        sid = special_id(kind)
+        sid = _special_id(tf, config, ids, n_vocab, kind)
         if sid is not None:
             special[kind] = sid
-    unk_text = model.get("unk_token")
+    unk_text = tf.model.get("unk_token")
     if "unk" not in special and isinstance(unk_text, str) and unk_text in ids:
         special["unk"] = ids[unk_text]
-    if mtype == "Unigram" and "unk" not in special and isinstance(model.get("unk_id"), int):
-        special["unk"] = int(model["unk_id"])
+    if tf.mtype == "Unigram" and "unk" not in special and isinstance(tf.model.get("unk_id"), int):
+        special["unk"] = int(tf.model["unk_id"])
+    return special
 
+
+def _token_type(
+    i: int, t: str, added: dict[int, dict[str, Any]], special: dict[str, int], byte_fallback: bool
+) -> int:
+    if i in added:
+        return CONTROL if added[i].get("special") else USER_DEFINED
+    if i == special.get("unk"):
+        return UNKNOWN
+    if byte_fallback and len(t) == 6 and t.startswith("<0x") and t.endswith(">"):
+        return BYTE
+    return NORMAL
+
+
+def _tokens_and_types(
+    text: dict[int, str],
+    added: dict[int, dict[str, Any]],
+    special: dict[str, int],
+    byte_fallback: bool,
+    n_vocab: int,
+) -> tuple[list[str], list[int]]:
+    """One token per embedding row; rows beyond the tokenizer are UNUSED ``[PAD<i>]``."""
     tokens: list[str] = []
     types: list[int] = []
-    byte_fallback = bool(model.get("byte_fallback"))
     for i in range(n_vocab):
         if i not in text:
             tokens.append(f"[PAD{i}]")
             types.append(UNUSED)
-            continue
-        t = text[i]
-        if i in added:
-            ttype = CONTROL if added[i].get("special") else USER_DEFINED
-        elif i == special.get("unk"):
-            ttype = UNKNOWN
-        elif byte_fallback and len(t) == 6 and t.startswith("<0x") and t.endswith(">"):
-            ttype = BYTE
         else:
-            ttype = NORMAL
-        tokens.append(t)
-        types.append(ttype)
+            tokens.append(text[i])
+            types.append(_token_type(i, text[i], added, special, byte_fallback))
+    return tokens, types
 
-    vocab_kw: dict[str, Any] = {}
-    pre_parts = _walk(tj.get("pre_tokenizer"))
-    norm_parts = _walk(tj.get("normalizer"))
-    dec_parts = _walk(tj.get("decoder"))
-    is_byte_level = any(p.get("type") == "ByteLevel" for p in pre_parts + dec_parts)
 
-    if mtype == "WordPiece":
-        prefix = model.get("continuing_subword_prefix", "##")
-        tokens = [
-            tok
-            if ty in (CONTROL, UNUSED)
-            else (tok[len(prefix) :] if tok.startswith(prefix) else "\u2581" + tok)
-            for tok, ty in zip(tokens, types, strict=True)
-        ]
-        if "bos" not in special:
-            cls = _content(tc.get("cls_token")) or _content(stm.get("cls_token")) or "[CLS]"
-            if cls in ids:
-                special["bos"] = ids[cls]
-        vocab_kw = {
-            "model": "bert",
-            "pre": "default",
-            "add_bos": True,
-            "add_eos": False,
-            "add_sep": True,
-            "token_type_count": int(config.get("type_vocab_size", 1)),
-        }
-        lower = any(p.get("lowercase") for p in norm_parts if p.get("type") == "BertNormalizer")
-        if not lower:
-            log.warning("%s: cased WordPiece; llama.cpp's BERT tokenizer always lower-cases", path)
-    elif mtype == "BPE" and is_byte_level:
-        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-        vocab_kw = {"model": "gpt2", "pre": byte_level_pre(tj, path), "merges": merges}
-    elif mtype == "BPE":
-        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-        rank: dict[str, int] = {}
-        for r, m in enumerate(merges):
-            a, _, b = m.partition(" ")
-            rank.setdefault(a + b, r)
-        scores = [-float(rank[t]) if t in rank else 0.0 for t in tokens]
-        if any(p.get("type") == "Metaspace" for p in pre_parts):
-            log.info(
-                "%s: Metaspace; text that starts with whitespace gets one more '▁' in llama.cpp than in HF",
-                path,
-            )
-        vocab_kw = {
-            "model": "llama",
-            "pre": "default",
-            "merges": None,
-            "scores": scores,
-            "add_space_prefix": _adds_space_prefix(pre_parts, norm_parts),
-        }
-    elif mtype == "Unigram":
-        scores = [scores_by_id.get(i, -10000.0) for i in range(n_vocab)]
+def _model_kw(
+    tf: _TokenizerFiles,
+    config: dict[str, Any],
+    tokens: list[str],
+    types: list[int],
+    ids: dict[str, int],
+    special: dict[str, int],
+    scores_by_id: dict[int, float],
+    n_vocab: int,
+) -> tuple[list[str], dict[str, Any]]:
+    """The llama.cpp tokenizer model for this tokenizer type: its Vocab fields (and the tokens,
+    which WordPiece rewrites)."""
+    pre_parts = _walk(tf.tj.get("pre_tokenizer"))
+    norm_parts = _walk(tf.tj.get("normalizer"))
+    dec_parts = _walk(tf.tj.get("decoder"))
+    if tf.mtype == "WordPiece":
+        return _wordpiece(tf, config, tokens, types, ids, special, norm_parts)
+    if tf.mtype == "BPE" and any(p.get("type") == "ByteLevel" for p in pre_parts + dec_parts):
+        return tokens, {"model": "gpt2", "pre": byte_level_pre(tf.tj, tf.path), "merges": _merges(tf.model)}
+    if tf.mtype == "BPE":
+        return tokens, _sentencepiece_bpe(tf, tokens, pre_parts, norm_parts)
+    if tf.mtype == "Unigram":
+        return tokens, _unigram(tf, scores_by_id, n_vocab, pre_parts, norm_parts)
+    raise ConversionError(f"{tf.path}: tokenizer model {tf.mtype} is not supported (BPE, Unigram, WordPiece)")
+
+
+def _merges(model: dict[str, Any]) -> list[str]:
+    return [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+
+
+def _wordpiece(
+    tf: _TokenizerFiles,
+    config: dict[str, Any],
+    tokens: list[str],
+    types: list[int],
+    ids: dict[str, int],
+    special: dict[str, int],
+    norm_parts: list[dict[str, Any]],
+) -> tuple[list[str], dict[str, Any]]:
+    """BERT in llama.cpp's "phantom space" form; [CLS] becomes the BOS token (added to ``special``)."""
+    prefix = tf.model.get("continuing_subword_prefix", "##")
+    tokens = [
+        tok if ty in (CONTROL, UNUSED) else (tok[len(prefix) :] if tok.startswith(prefix) else "\u2581" + tok)
+        for tok, ty in zip(tokens, types, strict=True)
+    ]
+    if "bos" not in special:
+        cls = _content(tf.tc.get("cls_token")) or _content(tf.stm.get("cls_token")) or "[CLS]"
+        if cls in ids:
+            special["bos"] = ids[cls]
+    lower = any(p.get("lowercase") for p in norm_parts if p.get("type") == "BertNormalizer")
+    if not lower:
+        log.warning("%s: cased WordPiece; llama.cpp's BERT tokenizer always lower-cases", tf.path)
+    return tokens, {
+        "model": "bert",
+        "pre": "default",
+        "add_bos": True,
+        "add_eos": False,
+        "add_sep": True,
+        "token_type_count": int(config.get("type_vocab_size", 1)),
+    }
+
+
+def _sentencepiece_bpe(
+    tf: _TokenizerFiles, tokens: list[str], pre_parts: list[dict[str, Any]], norm_parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """SentencePiece-style BPE -> llama.cpp's ``llama`` model, scores from the merge ranks."""
+    rank: dict[str, int] = {}
+    for r, m in enumerate(_merges(tf.model)):
+        a, _, b = m.partition(" ")
+        rank.setdefault(a + b, r)
+    scores = [-float(rank[t]) if t in rank else 0.0 for t in tokens]
+    if any(p.get("type") == "Metaspace" for p in pre_parts):
         log.info(
-            "%s: Unigram tokenizer; text that starts with whitespace gets one more '▁' in llama.cpp than in HF",
-            path,
+            "%s: Metaspace; text that starts with whitespace gets one more '▁' in llama.cpp than in HF",
+            tf.path,
         )
-        charsmap = next(
-            (p.get("precompiled_charsmap") for p in norm_parts if p.get("type") == "Precompiled"), None
-        )
-        vocab_kw = {
-            "model": "t5",
-            "pre": "default",
-            "scores": scores,
-            "add_space_prefix": _adds_space_prefix(pre_parts, norm_parts),
-            "remove_extra_whitespaces": False,
-        }
-        if charsmap:
-            import base64
+    return {
+        "model": "llama",
+        "pre": "default",
+        "merges": None,
+        "scores": scores,
+        "add_space_prefix": _adds_space_prefix(pre_parts, norm_parts),
+    }
 
-            vocab_kw["precompiled_charsmap"] = base64.b64decode(charsmap)
-    else:
-        raise ConversionError(f"{path}: tokenizer model {mtype} is not supported (BPE, Unigram, WordPiece)")
 
-    if vocab_kw["model"] != "bert":
-        bos, eos = special.get("bos"), special.get("eos")
-        t_bos, t_eos = _template_flags(tj, ids, bos, eos)
-        add_bos = _flag(tc, "add_bos_token")
-        add_eos = _flag(tc, "add_eos_token")
-        vocab_kw["add_bos"] = add_bos if add_bos is not None else t_bos
-        vocab_kw["add_eos"] = add_eos if add_eos is not None else t_eos
-        if vocab_kw["add_bos"] and bos is None:
-            raise ConversionError(f"{tc_path}: add_bos_token is true but no BOS token is defined")
-
-    template, template_files = _chat_template(model_dir, tc)
-    return Vocab(
-        tokens=tokens,
-        types=types,
-        special=special,
-        chat_template=template,
-        files=files + template_files,
-        **vocab_kw,
+def _unigram(
+    tf: _TokenizerFiles,
+    scores_by_id: dict[int, float],
+    n_vocab: int,
+    pre_parts: list[dict[str, Any]],
+    norm_parts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Unigram (SentencePiece) -> llama.cpp's ``t5`` model with the model's own scores."""
+    scores = [scores_by_id.get(i, -10000.0) for i in range(n_vocab)]
+    log.info(
+        "%s: Unigram tokenizer; text that starts with whitespace gets one more '▁' in llama.cpp than in HF",
+        tf.path,
     )
+    charsmap = next(
+        (p.get("precompiled_charsmap") for p in norm_parts if p.get("type") == "Precompiled"), None
+    )
+    vocab_kw: dict[str, Any] = {
+        "model": "t5",
+        "pre": "default",
+        "scores": scores,
+        "add_space_prefix": _adds_space_prefix(pre_parts, norm_parts),
+        "remove_extra_whitespaces": False,
+    }
+    if charsmap:
+        import base64
+
+        vocab_kw["precompiled_charsmap"] = base64.b64decode(charsmap)
+    return vocab_kw
+
+
+def _set_bos_eos(
+    vocab_kw: dict[str, Any], tf: _TokenizerFiles, ids: dict[str, int], special: dict[str, int]
+) -> None:
+    """add_bos/add_eos: the tokenizer config's flags, else what the post-processor's template implies."""
+    bos, eos = special.get("bos"), special.get("eos")
+    t_bos, t_eos = _template_flags(tf.tj, ids, bos, eos)
+    add_bos = _flag(tf.tc, "add_bos_token")
+    add_eos = _flag(tf.tc, "add_eos_token")
+    vocab_kw["add_bos"] = add_bos if add_bos is not None else t_bos
+    vocab_kw["add_eos"] = add_eos if add_eos is not None else t_eos
+    if vocab_kw["add_bos"] and bos is None:
+        raise ConversionError(f"{tf.tc_path}: add_bos_token is true but no BOS token is defined")
 
 
 def _adds_space_prefix(pre_parts: list[dict[str, Any]], norm_parts: list[dict[str, Any]]) -> bool:
