@@ -41,9 +41,11 @@ DEFAULT_BUDGET = 1500  # tokens of sources in the prompt
 EXCERPT_CHARS = 240
 MIN_SOURCE_TOKENS = 48  # a source cut to fewer tokens than this is left out instead
 MIN_SIMILARITY = 0.2  # vector matches below this cosine are not sources (unrelated text for MiniLM)
-# the relevance floor: no sources at all unless the best one's cosine with the question reaches this
-# (chosen by scripts/calibrate_relevance.py on MLQA's tuning split, SciFact train and off-topic prompts)
-MIN_RELEVANCE = 0.35
+# the relevance floor: no sources at all unless the best one's cosine with the question reaches this.
+# scripts/calibrate_relevance.py: the highest floor that drops no needed source on MLQA's tuning split
+# (0.26 drops 2.8%); off-topic prompts with sources 52/28% -> 22/12% (MLQA / documentation KBs), see
+# docs/BENCHMARKS.md. BM25 scores are not comparable across knowledge bases, so keyword-only mode has no floor.
+MIN_RELEVANCE = 0.25
 
 # Each source sits between markers no document can write (runs of 3+ '<' or '>' in a source are
 # broken up); the model is told that what is inside is data, never instructions (issue 12 item 8).

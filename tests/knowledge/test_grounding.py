@@ -128,8 +128,8 @@ def test_off_topic_questions_get_no_sources(kb_home, docs_dir, chat_model) -> No
     base = _kb(kb_home, docs_dir)
     count = lambda s: len(chat_model.tokenize(s))  # noqa: E731
     try:
-        assert base.searcher.search("Write a poem about the sea", 5)  # BM25 and vectors do find chunks
-        for prompt in ("Write a poem about the sea", "What is 17 times 23?", "Hello, how are you today?"):
+        assert base.searcher.search("What is 17 times 23?", 5)  # BM25 finds '17' (17:00) in the timetable
+        for prompt in ("What is 17 times 23?", "Write a limerick about a cat", "Hello, how are you today?"):
             g = ground(prompt, base, count_tokens=count)
             assert g.sources == [], (prompt, [s.title for s in g.sources])
             assert g.messages[-1].content == prompt and [m.role for m in g.messages] == ["user"]
@@ -138,7 +138,7 @@ def test_off_topic_questions_get_no_sources(kb_home, docs_dir, chat_model) -> No
         assert on.sources and on.sources[0].title == "Ferry timetable"
         on = ground("How long are the logs kept?", base, count_tokens=count)
         assert on.sources and on.sources[0].title == "Widget guide"
-        off = ground("Write a poem about the sea", base, count_tokens=count, min_relevance=None)
-        assert off.sources  # without the floor the poem request gets sources
+        off = ground("What is 17 times 23?", base, count_tokens=count, min_relevance=None)
+        assert off.sources  # without the floor the sum gets the timetable as a source
     finally:
         base.close()
