@@ -388,10 +388,10 @@ def prompt(args: argparse.Namespace) -> None:
     kw = {"min_relevance": None} if "min_relevance" in inspect.signature(grounding.ground).parameters else {}
     asker = Asker(args.work / "mlqa.db", args.max_tokens)
     got = []
-    for i, r in enumerate(sample):
+    for r in sample:
         g = asker.ground(r["question"], **kw)
         got.append((asker.answer(g.messages), r["answers"]["text"]))  # type: ignore[attr-defined]
-        print(f"# {i + 1}/{len(sample)}", file=sys.stderr, flush=True)
+        print(json.dumps({"id": r["id"], "answer": got[-1][0], **_score(got[-1:])}), flush=True)
     asker.close()
     print(json.dumps({"data": "mlqa-tune", "grounding": grounding.__file__, **_score(got)}))
 
