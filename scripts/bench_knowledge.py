@@ -4,11 +4,17 @@
     .venv/bin/python scripts/bench_knowledge.py ingest --st-python /tmp/stvenv/bin/python [-n 400]
     .venv/bin/python scripts/bench_knowledge.py latency --kb /tmp/kb-eval/scifact.db [--target 100000]
     .venv/bin/python scripts/bench_knowledge.py batching [-n 200]
+    .venv/bin/python scripts/bench_knowledge.py pdf [--pages 2000] [--lines 2] [--rounds 1]
 
 ingest: the same SciFact documents through `index add`'s pipeline (chunk, embed on llama.cpp, write
 SQLite) and through sentence-transformers on torch CPU (the same model, all-MiniLM-L6-v2, in a
 separate venv: never a project dependency), alternated A/B/A/B in one run; best of each, ratio quoted.
 Tokens are model input tokens (special tokens included; sentence-transformers cuts at 256).
+
+pdf: `assistant index add` (a subprocess, as a user runs it) of a generated text PDF of --pages pages
+(--lines lines of varied sentences each), against the anchor of the same text as a plain-text file
+(pages separated by blank lines), alternated in one run; wall seconds, pages/s, the PDF/text time
+ratio, chunks and tokens, and the load average before each run (the machine may be shared).
 
 latency: embedding plus hybrid search per query (SciFact test queries), p50/p95, on the real SciFact
 knowledge base (~10k chunks), then on a copy grown to --target chunks. The extra chunks are synthetic:
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -167,6 +174,99 @@ def batching(args: argparse.Namespace) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+_WORDS = [
+    "pump", "valve", "oil", "filter", "pressure", "boiler", "seal", "gasket", "motor", "bearing", "belt",
+    "sensor", "alarm", "panel", "fuse", "relay", "cable", "hose", "clamp", "nozzle", "tank", "drain", "vent",
+    "coil", "fan", "heater", "thermostat", "meter", "gauge", "switch", "lever"
+]  # fmt: skip
+
+
+def _pdf_pages(n: int, lines: int, seed: int = 5) -> list[str]:
+    """Pages of short maintenance sentences (Helvetica-safe ASCII), different on every page."""
+    rng = np.random.default_rng(seed)
+    pages = []
+    for i in range(1, n + 1):
+        rows = []
+        for j in range(lines):
+            a, b, c = (str(w) for w in rng.choice(_WORDS, 3))
+            rows.append(
+                f"{i}.{j + 1} Check the {a} near the {b} every {int(rng.integers(2, 30))} days; replace the {c}."
+            )
+        pages.append("\n".join(rows))
+    return pages
+
+
+def pdf(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "knowledge"))
+    from pdfgen import make_pdf  # the tests' minimal PDF writer: one text line per PDF line
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pdf-"))
+    pages = _pdf_pages(args.pages, args.lines)
+    inputs = {"text": tmp / "handbook.txt", "pdf": tmp / "handbook.pdf"}
+    inputs["text"].write_text("\n\n".join(pages) + "\n")
+    inputs["pdf"].write_bytes(make_pdf(pages))
+    runs: dict[str, list[dict[str, object]]] = {"text": [], "pdf": []}
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    for rnd in range(args.rounds):
+        for what, path in inputs.items():
+            load = os.getloadavg()[0]
+            kb = tmp / f"{what}{rnd}.db"
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "assistant",
+                    "index",
+                    "add",
+                    str(path),
+                    "--kb",
+                    str(kb),
+                    "--json",
+                    *threads,
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            dt = time.perf_counter() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime  # less bent by other load
+            if r.returncode != 0:
+                sys.exit(f"index add {path.name} failed: {r.stderr[-2000:]}")
+            rep = json.loads(r.stdout)
+            runs[what].append({"seconds": round(dt, 1), "cpu_seconds": round(cpu, 1), "chunks": rep["chunks"],
+                               "tokens": rep["tokens"], "load_before": round(load, 1)})  # fmt: skip
+            print(
+                f"# round {rnd} {what}: {dt:.1f} s ({cpu:.1f} s CPU), {rep['chunks']} chunks, load {load:.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    best = {w: min(float(str(x["seconds"])) for x in v) for w, v in runs.items()}
+    best_cpu = {w: min(float(str(x["cpu_seconds"])) for x in v) for w, v in runs.items()}
+    print(
+        json.dumps(
+            {
+                "bench": "pdf",
+                **machine(),
+                "pages": args.pages,
+                "lines_per_page": args.lines,
+                "pdf_bytes": inputs["pdf"].stat().st_size,
+                "text_bytes": inputs["text"].stat().st_size,
+                "best_seconds": best,
+                "pdf_pages_per_s": round(args.pages / best["pdf"], 1),
+                "pdf_vs_text_time": round(best["pdf"] / best["text"], 2),
+                "best_cpu_seconds": best_cpu,
+                "pdf_vs_text_cpu": round(best_cpu["pdf"] / best_cpu["text"], 2),
+                "rounds": runs,
+                "load_after": round(os.getloadavg()[0], 1),
+            }
+        )
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _latencies(s: Searcher, queries: list[str], k: int = 10) -> tuple[float, float]:
     for q in queries[:5]:
         s.search(q, k)  # warm up (codes loaded, caches hot)
@@ -298,7 +398,7 @@ def latency(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["ingest", "latency", "batching"])
+    ap.add_argument("what", choices=["ingest", "latency", "batching", "pdf"])
     ap.add_argument("--model", default=str(MODEL))
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("-n", type=int, default=400, help="documents for ingest / batching")
@@ -310,8 +410,10 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=100_000)
     ap.add_argument("--big", help="where to keep the grown knowledge base (reused when it exists)")
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--pages", type=int, default=2000, help="pdf: pages of the generated PDF")
+    ap.add_argument("--lines", type=int, default=2, help="pdf: text lines a page")
     args = ap.parse_args()
-    {"ingest": ingest, "latency": latency, "batching": batching}[args.what](args)
+    {"ingest": ingest, "latency": latency, "batching": batching, "pdf": pdf}[args.what](args)
 
 
 if __name__ == "__main__":
