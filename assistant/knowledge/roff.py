@@ -48,7 +48,7 @@ _MAN_START = re.compile(r"^[.'][ \t]*(TH|Dd|Dt)[ \t]", re.M)
 _CONTINUATION = re.compile(r"(?<!\\)((?:\\\\)*)\\\n")  # a backslash at the end of a line joins the next
 _FONT_ALTERNATING = {"BR", "RB", "BI", "IB", "IR", "RI"}
 _FONT_SINGLE = {"B", "I", "SM", "SB"}
-_PARAGRAPH = {"PP", "LP", "P", "HP", "RS", "RE", "sp", "ne", "bp", "in", "PD"}
+_PARAGRAPH = {"PP", "LP", "P", "HP", "RS", "RE", "sp", "bp", "in"}
 
 
 def inline(text: str) -> str:
