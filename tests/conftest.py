@@ -70,6 +70,13 @@ def _clean_env(home: Path | None) -> dict[str, str]:
 
 
 @pytest.fixture
+def cli_env() -> Callable[[Path | None], dict[str, str]]:
+    """The environment run_cli gives the command (offline, no ASSISTANT_/HF_ settings of the caller),
+    for tests that start the command through a shell."""
+    return _clean_env
+
+
+@pytest.fixture
 def run_cli() -> Callable[..., CliResult]:
     """Run the real `assistant` command in a subprocess (stdin from /dev/null unless given)."""
 
