@@ -2,7 +2,9 @@
 
 Shared machines are noisy, so absolute figures mean little on their own: each
 round runs ours and the reference back to back on the same model, threads and
-prompt, and the report gives medians and their ratio.
+prompt, and the report gives medians and their ratio. A default run is a handful of
+seconds of compute per round (one prompt read and one generation per engine, one
+`assistant ask` process), so it stays well under two minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import interrupt
+from ..errors import UsageError
 from . import compute
 from .chat import ChatModel
 from .context import Message
@@ -29,6 +33,25 @@ FILLER = (
     "The quick brown fox jumps over the lazy dog while the committee reviews the quarterly report "
     "on renewable energy, rainfall in mountain valleys, and the history of printing presses. "
 )
+
+
+LOWER_IS_BETTER = frozenset({"load_ms", "ttft_ms"})
+
+
+def speedup(ours: float, ref: float, *, lower_is_better: bool) -> float:
+    """How many times faster ours is than the reference (below 1: slower), for times and rates alike."""
+    if not ours or not ref:
+        return 0.0
+    return ref / ours if lower_is_better else ours / ref
+
+
+def versus(factor: float) -> str:
+    """A speed-up said so that its direction cannot be misread: '1.04x faster', '1.25x slower'."""
+    if not factor:
+        return "-"
+    if round(factor, 2) == 1.0:
+        return "same (1.00x)"
+    return f"{factor:.2f}x faster" if factor > 1 else f"{1 / factor:.2f}x slower"
 
 
 @dataclass
@@ -57,8 +80,25 @@ class BenchReport:
         ref = getattr(self.reference, name)
         return getattr(self.ours, name) / ref if ref else 0.0
 
+    def speedups(self) -> dict[str, float]:
+        """Each figure as 'times faster than llama-cpp-python' (ask's decode against its decode)."""
+        out = {
+            name: speedup(
+                getattr(self.ours, name),
+                getattr(self.reference, name),
+                lower_is_better=name in LOWER_IS_BETTER,
+            )
+            for name in ("load_ms", "prefill_tps", "decode_tps", "ttft_ms")
+        }
+        out["ask_decode_tps"] = speedup(self.ask_decode_tps, self.reference.decode_tps, lower_is_better=False)
+        return out
+
     def as_dict(self) -> dict:
         d = asdict(self)
+        d["speedup"] = {k: round(v, 3) for k, v in self.speedups().items()}
+        d["speedup_meaning"] = (
+            "times faster than llama-cpp-python's loop, same run (above 1: faster; below 1: slower)"
+        )
         d["ratios"] = {k: round(self.ratio(k), 3) for k in ("prefill_tps", "decode_tps")}
         if self.reference.decode_tps:
             d["ratios"]["ask_decode_tps"] = round(self.ask_decode_tps / self.reference.decode_tps, 3)
@@ -82,18 +122,15 @@ def _ours_round(
     model: ChatModel, prompt: list[Message], short: list[Message], n_gen: int, params: SamplingParams
 ) -> BenchFigures:
     model._ctx.clear()
-    pre = model.chat(prompt, params.with_(max_tokens=1))
-    pre.text()
-    model._ctx.clear()
-    gen = model.chat(prompt, params.with_(max_tokens=n_gen, ignore_eos=True))
+    gen = model.chat(prompt, params.with_(max_tokens=n_gen, ignore_eos=True))  # prefill, then decode
     gen.text()
     model._ctx.clear()
     first = model.chat(short, params.with_(max_tokens=1))
     first.text()
-    assert pre.result and gen.result and first.result
+    assert gen.result and first.result
     return BenchFigures(
         load_ms=model.load_ms,
-        prefill_tps=pre.result.timings.prefill_tps,
+        prefill_tps=gen.result.timings.prefill_tps,
         decode_tps=gen.result.timings.decode_tps,
         ttft_ms=first.result.timings.ttft_ms,
     )
@@ -170,15 +207,6 @@ def run_ask(
     return json.loads(out), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def peak_rss_of_ask(model_path: Path, threads: int, n_ctx: int = 4096) -> float:
-    """Peak RSS (MB) of a real `assistant ask --json` process on this model.
-
-    Call it before this process loads anything big: on Linux a child's peak
-    includes what it shared with its parent at fork.
-    """
-    return run_ask(model_path, threads, n_ctx=n_ctx)[1]
-
-
 def run_llama_bench(
     binary: Path, model_path: Path, threads: int, n_prompt: int, n_gen: int, repetitions: int
 ) -> dict[str, float]:
@@ -194,6 +222,22 @@ def run_llama_bench(
     return {"pp_tps": round(pp, 1), "tg_tps": round(tg, 1)}
 
 
+def _ask_decode(model_path: Path, threads: int, n_gen: int) -> tuple[float, float]:
+    """One real `assistant ask` process (4096-token window, n_gen tokens): its decode tokens/s and peak RSS."""
+    obj, rss = run_ask(
+        model_path,
+        threads,
+        max_tokens=n_gen,
+        ignore_eos=True,
+        question="Write a long story about a lighthouse keeper.",
+    )
+    return obj["timings"]["decode_tps"], rss
+
+
+Progress = Callable[[str, int, int], None]
+"""progress(what runs now, steps done, steps in all)."""
+
+
 def run_bench(
     model_path: Path,
     *,
@@ -203,22 +247,35 @@ def run_bench(
     rounds: int = 3,
     measure_rss: bool = True,
     llama_bench: Path | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> BenchReport:
+    """Alternate our engine and llama-cpp-python's loop for `rounds` rounds, each followed by a real
+    `assistant ask` process; the first of those runs before this process loads anything, so its peak
+    RSS is the memory a user's `ask` needs (on Linux a child's peak includes what it shared at fork)."""
     import llama_cpp
 
     from .backend import system_info
 
+    if rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {rounds}")
     compute.claim_current_thread()  # as `assistant ask` does
+    total = 2 + 3 * rounds - 1 + (llama_bench is not None)
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        interrupt.check()  # a Ctrl+C that came inside llama.cpp's log callback
+        if progress:
+            progress(what, done, total)
+        done += 1
 
     params = SamplingParams()
-    # Measure memory first: a child's peak RSS on Linux includes what it inherited
-    # at fork, so the parent must not hold a model yet.
-    peak_rss = None
-    if measure_rss:
-        if progress:
-            progress("peak memory of assistant ask")
-        peak_rss = round(peak_rss_of_ask(model_path, threads or 0), 1)
+    ask: list[float] = []
+    step(f"`assistant ask` process 1/{rounds} ({n_gen} tokens{', peak memory' if measure_rss else ''})")
+    tps, rss = _ask_decode(model_path, threads or 0, n_gen)
+    ask.append(tps)
+    peak_rss = round(rss, 1) if measure_rss else None
+    step("loading the model in both engines")
     # warm-up load: llama.cpp's backend initialisation and the page cache then favour neither side
     ChatModel(model_path, n_threads=threads).close()
     t0 = time.perf_counter()
@@ -246,27 +303,21 @@ def run_bench(
         rounds=rounds,
         system=system_info(),
     )
-    ours, ref, ask = [], [], []
+    work = f"{len(tokens)}-token prompt, {n_gen} tokens"
+    ours, ref = [], []
     for i in range(rounds):
-        interrupt.check()  # a Ctrl+C that came inside llama.cpp's log callback
-        if progress:
-            progress(f"round {i + 1}/{rounds}")
         # alternate the order so neither side always runs on a warmer machine; the reference runs
         # on the thread our engine computes on (see compute.py: two calling threads slow both)
-        if i % 2 == 0:
-            ours.append(_ours_round(model, prompt, short, n_gen, params))
-            ref.append(compute.run(_reference_round, llm, tokens, short_tokens, n_gen, params))
-        else:
-            ref.append(compute.run(_reference_round, llm, tokens, short_tokens, n_gen, params))
-            ours.append(_ours_round(model, prompt, short, n_gen, params))
-        obj, _ = run_ask(
-            model_path,
-            threads,
-            max_tokens=n_gen,
-            ignore_eos=True,
-            question="Write a long story about a lighthouse keeper.",
-        )
-        ask.append(obj["timings"]["decode_tps"])
+        for side in ("ours", "ref") if i % 2 == 0 else ("ref", "ours"):
+            if side == "ours":
+                step(f"round {i + 1}/{rounds}: assistant's engine ({work})")
+                ours.append(_ours_round(model, prompt, short, n_gen, params))
+            else:
+                step(f"round {i + 1}/{rounds}: llama-cpp-python's loop ({work})")
+                ref.append(compute.run(_reference_round, llm, tokens, short_tokens, n_gen, params))
+        if i + 1 < rounds:
+            step(f"`assistant ask` process {i + 2}/{rounds} ({n_gen} tokens)")
+            ask.append(_ask_decode(model_path, threads, n_gen)[0])
 
     def med(rows: list[BenchFigures], name: str) -> float:
         return round(statistics.median(getattr(r, name) for r in rows), 1)
@@ -285,8 +336,7 @@ def run_bench(
     )
     report.ask_decode_tps = round(statistics.median(ask), 1)
     if llama_bench is not None:
-        if progress:
-            progress("llama-bench")
+        step("llama.cpp's llama-bench")
         report.llama_bench = run_llama_bench(llama_bench, model_path, threads, n_prompt, n_gen, rounds)
     model.close()
     del llm
