@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CTX = 4096
 SYSTEM_PROMPT_KEY = "edge_assistant.system_prompt"  # written by build recipes (convert/recipe.py)
 MIN_CTX = 128
+_C_SPACE = " \t\n\v\f\r"  # what C's isspace() strips around LSTRIP/RSTRIP tokens
 
 
 @dataclass
@@ -184,6 +185,7 @@ class ChatModel:
         self.template.bos_token = self._token_text(self._model.bos)
         self.template.eos_token = self._token_text(self._model.eos)
         self._lock = threading.Lock()
+        self._markup_cache: dict[str, list[tuple[int, int, int]]] = {}
         self.adapters: list[tuple[Path, float]] = []
         log.debug(
             "loaded %s in %.0f ms (ctx %d, %d threads)", self.path, self.load_ms, self.n_ctx, self.n_threads
@@ -211,16 +213,72 @@ class ChatModel:
         return self.template.render([m.as_dict() for m in messages], add_generation_prompt=True)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        tokens = self._model.tokenize(self.render(messages), add_special=True, parse_special=True)
-        bos = self._model.bos
-        if len(tokens) >= 2 and tokens[0] == bos and tokens[1] == bos:
-            tokens = tokens[1:]  # the template wrote BOS itself and the tokenizer added one
+        """The prompt's tokens: special tokens come only from the template's markup.
+
+        The text is cut at the control tokens llama.cpp finds in each run of markup and every
+        run between two of them is tokenized as plain text, contents included: on ordinary
+        text this is token for token what tokenizing the whole render with parse_special gives
+        (so cached turns keep their tokens), and ``<|im_start|>`` typed by a user stays text.
+        """
+        model = self._model
+        runs: list[str | int] = []
+        text: list[str] = []
+        for part in self.template.parts([m.as_dict() for m in messages]):
+            if part.content:
+                text.append(part.text)
+                continue
+            pos = 0
+            for start, end, token in self._control_tokens(part.text):
+                text.append(part.text[pos:start])
+                runs.extend(("".join(text), token))
+                text, pos = [], end
+            text.append(part.text[pos:])
+        runs.append("".join(text))
+        tokens = [model.bos] if model.add_bos and model.bos >= 0 else []
+        for i, run in enumerate(runs):
+            if isinstance(run, int):
+                tokens.append(run)
+                continue
+            lstrip, rstrip = self._strips(runs, i)
+            if rstrip:
+                run = run.rstrip(_C_SPACE)
+            if lstrip:
+                run = run.lstrip(_C_SPACE)
+            if run:
+                tokens.extend(model.tokenize(run, add_special=False, parse_special=False))
+        if len(tokens) >= 2 and tokens[0] == model.bos and tokens[1] == model.bos:
+            tokens = tokens[1:]  # the template wrote BOS itself and the model adds one
         if not tokens:  # llama.cpp would sample from no logits and abort the process
             raise ChatTemplateError(
                 f"{self.template.label} renders an empty prompt for this conversation; "
                 "pass --chat-format NAME or FILE.jinja to use another one"
             )
         return tokens
+
+    def _control_tokens(self, markup: str) -> list[tuple[int, int, int]]:
+        """(start, end, token) of each control token llama.cpp finds in a run of markup."""
+        found = self._markup_cache.get(markup)
+        if found is None:
+            found, pos = [], 0
+            for token in self._model.tokenize(markup, add_special=False, parse_special=True):
+                special = self._model.special(token)
+                start = markup.find(special.text, pos) if special else -1
+                if special and start >= 0:
+                    pos = start + len(special.text)
+                    found.append((start, pos, token))
+            if len(self._markup_cache) > 512:
+                self._markup_cache.clear()
+            self._markup_cache[markup] = found
+        return found
+
+    def _strips(self, runs: list[str | int], i: int) -> tuple[bool, bool]:
+        """Whether text run i loses its leading / trailing whitespace (llama.cpp strips it next
+        to some special tokens)."""
+        before = runs[i - 1] if i > 0 else None
+        after = runs[i + 1] if i + 1 < len(runs) else None
+        left = self._model.special(before) if isinstance(before, int) else None
+        right = self._model.special(after) if isinstance(after, int) else None
+        return bool(left and left.rstrip), bool(right and right.lstrip)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self.prompt_tokens(messages))

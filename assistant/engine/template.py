@@ -9,6 +9,9 @@ users get garbage answers.
 from __future__ import annotations
 
 import json
+import logging
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChatTemplateError, UsageError
+
+log = logging.getLogger(__name__)
 
 # Named formats for GGUFs that lack a template (--chat-format NAME).
 BUILTIN_FORMATS: dict[str, str] = {
@@ -131,6 +136,32 @@ class ChatTemplate:
                 return text
             raise _template_error(self.label, first) from first
 
+    def parts(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> list[Part]:
+        """The rendered prompt split into the template's markup and the messages' contents.
+
+        Only markup may become special tokens (a question saying ``<|im_start|>`` must stay
+        text). The split comes from a second render with a unique marker for each content,
+        checked against the real render; a template that transforms contents beyond
+        trimming gets the marker render with the contents put back (safe, slightly less
+        faithful).
+        """
+        real = self.render(messages, add_generation_prompt=add_generation_prompt)
+        msgs = _fold_system(list(messages)) if self.folds_system else list(messages)
+        nonce = secrets.randbelow(10**12)
+        marks = {f"\u27e6{nonce}.{i}\u27e7": m.get("content", "") for i, m in enumerate(msgs)}
+        marked = [{**m, "content": mark} for mark, m in zip(marks, msgs, strict=True)]
+        try:
+            skeleton = self._render(marked, add_generation_prompt)
+        except Exception:  # the template judges contents: no safe split, so no special tokens at all
+            log.warning("%s cannot be split into markup and contents; its markup is read as text", self.label)
+            return [Part(real, True)]
+        pieces = [
+            Part(marks[p], True) if p in marks else Part(p, False)
+            for p in re.split(f"(\u27e6{nonce}\\.\\d+\u27e7)", skeleton)
+            if p
+        ]
+        return _align(pieces, real) or pieces
+
     def _render(self, msgs: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self._template.render(
             messages=msgs,
@@ -138,6 +169,39 @@ class ChatTemplate:
             bos_token=self.bos_token,
             eos_token=self.eos_token,
         )
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of a rendered prompt: a message's content (plain text) or the template's markup."""
+
+    text: str
+    content: bool
+
+
+def _align(pieces: list[Part], real: str) -> list[Part] | None:
+    """The real render cut where the marker render says, if it matches exactly (contents as
+    given or trimmed); None if the template changed a content some other way."""
+    out: list[Part] = []
+    pos = 0
+    for i, piece in enumerate(pieces):
+        if not piece.content:
+            if not real.startswith(piece.text, pos):
+                return None
+            out.append(piece)
+            pos += len(piece.text)
+            continue
+        nxt = pieces[i + 1].text if i + 1 < len(pieces) and not pieces[i + 1].content else None
+        for text in dict.fromkeys((piece.text, piece.text.strip())):
+            end = pos + len(text)
+            if real.startswith(text, pos) and (nxt is None or real.startswith(nxt, end)):
+                if text:
+                    out.append(Part(text, True))
+                pos = end
+                break
+        else:
+            return None
+    return out if pos == len(real) else None
 
 
 def _template_error(label: str, exc: Exception) -> ChatTemplateError:
@@ -160,8 +224,6 @@ def _fold_system(msgs: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def _strip_generation_tags(source: str) -> str:
     # HF's {% generation %} marks assistant spans for training masks; it renders its body.
-    import re
-
     return re.sub(r"{%-?\s*(end)?generation\s*-?%}", "", source)
 
 
