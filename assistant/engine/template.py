@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +73,10 @@ def _raise_exception(message: str) -> None:
 def _tojson(
     value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False
 ) -> str:
+    if indent is not None and not 0 <= indent <= 16:  # each level of each line would carry it
+        from .jinja_bounds import TemplateRefused
+
+        raise TemplateRefused(f"tojson(indent={indent}) is out of range: expected 0 to 16")
     return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
 
 
@@ -104,10 +108,11 @@ class ChatTemplate:
     def __post_init__(self) -> None:
         from jinja2 import TemplateSyntaxError
         from jinja2.ext import loopcontrols
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-        env.filters["tojson"] = _tojson
+        from .jinja_bounds import BoundedSandbox, bounded_filter
+
+        env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env.filters["tojson"] = bounded_filter(_tojson)
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
         try:
@@ -127,6 +132,10 @@ class ChatTemplate:
         try:
             return self._render(msgs, add_generation_prompt)
         except Exception as first:
+            from .jinja_bounds import TemplateRefused
+
+            if isinstance(first, TemplateRefused):  # over its time or size bounds: no retry
+                raise _template_error(self.label, first) from None
             if msgs and msgs[0].get("role") == "system" and not self.folds_system:
                 try:
                     text = self._render(_fold_system(msgs), add_generation_prompt)
@@ -163,12 +172,19 @@ class ChatTemplate:
         return _align(pieces, real) or pieces
 
     def _render(self, msgs: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return self._template.render(
-            messages=msgs,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-        )
+        from .jinja_bounds import MIN_LIMIT, render_bounded
+
+        def chunks() -> Iterator[str]:
+            return self._template.generate(
+                messages=msgs,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+
+        known = {id(m): sum(len(k) + len(str(v)) + 2 for k, v in m.items()) + 2 for m in msgs}
+        known[id(msgs)] = sum(known.values()) + 2
+        return render_bounded(chunks, MIN_LIMIT + 4 * known[id(msgs)], known)
 
 
 @dataclass(frozen=True)
@@ -207,6 +223,12 @@ def _align(pieces: list[Part], real: str) -> list[Part] | None:
 def _template_error(label: str, exc: Exception) -> ChatTemplateError:
     if isinstance(exc, ChatTemplateError):
         return exc
+    from .jinja_bounds import TemplateRefused
+
+    if isinstance(exc, TemplateRefused):
+        return ChatTemplateError(
+            f"{label} was stopped: {exc}; fix it or pass --chat-format NAME or FILE.jinja to use another one"
+        )
     return ChatTemplateError(
         f"{label} failed to render ({type(exc).__name__}: {exc}); "
         "pass --chat-format NAME or FILE.jinja to use another one"
