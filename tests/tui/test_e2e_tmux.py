@@ -10,6 +10,7 @@ test fails and says how to get it (it does not skip silently).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,8 +138,13 @@ def test_the_assistant_in_a_real_terminal(tmux: Tmux, home_with_default: Path, t
     assert "esc Stop" in grown, "the answer ended before Esc could be tested; the model wrote too little"
     tmux.keys("Escape")
     stopped = tmux.wait(lambda s: "stopped" in s and "esc Stop" not in s, 30, "the answer to stop")
-    time.sleep(1.5)
-    assert chat_area(tmux.pane()) == chat_area(stopped)  # nothing more arrives after Esc
+    # nothing more arrives after Esc: type a probe key and wait until the prompt shows it; that frame
+    # was drawn after the stop, so any text still coming (decode runs at ~100 tokens/s) would show too
+    tmux.keys("x", literal=True)
+    probed = tmux.wait(
+        lambda s: any(re.match(r"▊\s*x\s", line) for line in s.splitlines()), 30, "the probe key"
+    )
+    assert chat_area(probed) == chat_area(stopped)
     assert last_answer(stopped)
 
     # quit cleanly
