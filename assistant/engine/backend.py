@@ -235,7 +235,17 @@ class LlamaContext:
         self._one = (L.llama_token * 1)()
         self._cancel: threading.Event | None = None  # set: decode() stops (the TUI's Esc)
         self._abort_cb = L.ggml_abort_callback(self._should_abort)
-        L.llama_set_abort_callback(self._ptr, self._abort_cb, None)
+        self._abortable = False
+        self._set_abortable(True)
+
+    def _set_abortable(self, on: bool) -> None:
+        """The abort callback for long computations only: llama.cpp calls it after every graph
+        node (515 Python calls a token for SmolLM2-135M), which a one-token step() does not need:
+        it ends within milliseconds, and Python handles a Ctrl+C as soon as it returns."""
+        if on != self._abortable:
+            cb = self._abort_cb if on else L.ggml_abort_callback()  # NULL: no callback
+            L.llama_set_abort_callback(self._ptr, cb, None)
+            self._abortable = on
 
     @interrupt.c_callback
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
@@ -282,6 +292,7 @@ class LlamaContext:
         if not tokens:  # no logits to sample from afterwards: llama.cpp would abort
             raise ModelError("nothing to decode: the prompt has no tokens")
         step = self.config.n_batch
+        self._set_abortable(True)
         self._cancel = cancel
         try:
             for i in range(0, len(tokens), step):
@@ -304,6 +315,7 @@ class LlamaContext:
         threads are still spinning down from the decode)."""
         self._one[0] = token
         batch = L.llama_batch_get_one(self._one, 1)
+        self._set_abortable(False)
 
         def work() -> tuple[int, int]:
             rc = L.llama_decode(self._ptr, batch)
@@ -353,6 +365,7 @@ class LlamaContext:
                     batch.logits[i] = 1
                     i += 1
             batch.n_tokens = total
+            self._set_abortable(True)
             mem = L.llama_get_memory(self._ptr)
             if mem:
                 L.llama_memory_clear(mem, True)
@@ -392,6 +405,7 @@ class LlamaContext:
         if any(not 0 <= t < n_vocab for t in tokens):
             raise ModelError(f"eval_logits(): a token id is outside the vocabulary (0..{n_vocab - 1})")
         self.clear()
+        self._set_abortable(True)
         out = np.empty((n, n_vocab), dtype=np.float32)
         step = self.config.n_batch
         for start in range(0, n, step):
