@@ -321,12 +321,11 @@ class Asker:
         return len(self.chat.tokenize(text))
 
     def ground(self, question: str, **kw: object) -> object:
-        from assistant.knowledge.grounding import DEFAULT_BUDGET, ground
+        from assistant.engine import Message
+        from assistant.knowledge.grounding import ground
+        from assistant.turn import grounding_budget  # the budget every front end uses
 
-        # the budget formula of `assistant ask` (commands/knowledge.py ground_for_ask)
-        reserve = min(self.params.max_tokens, self.chat.n_ctx // 2)
-        room = self.chat.n_ctx - reserve - self.count(question) - 256
-        budget = max(128, min(DEFAULT_BUDGET, room))
+        budget = grounding_budget(self.chat, [Message("user", question)], self.params.max_tokens)
         return ground(question, self.kb, count_tokens=self.count, budget_tokens=budget, k=DEFAULT_K, **kw)
 
     def answer(self, messages: list) -> str:

@@ -129,11 +129,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=96, help="max tokens of each answer")
     ap.add_argument("--only", help="comma-separated case file names to run")
     args = ap.parse_args()
-    from assistant.engine import ChatModel, SamplingParams
+    from assistant.engine import ChatModel, Message, SamplingParams
     from assistant.home import Home
     from assistant.knowledge import grounding
     from assistant.knowledge.base import KnowledgeBase
     from assistant.knowledge.ingest import Ingestor
+    from assistant.turn import grounding_budget
 
     print(f"# grounding from {grounding.__file__}", file=sys.stderr)
     chat = ChatModel(MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -154,9 +155,7 @@ def main() -> None:
             ) as kb:
                 assert kb.embedder is not None
                 Ingestor(kb.store, kb.embedder).add([docs])
-                # the budget of `assistant ask` (commands/knowledge.py ground_for_ask)
-                room = chat.n_ctx - min(args.n, chat.n_ctx // 2) - count(question) - 256
-                budget = max(128, min(grounding.DEFAULT_BUDGET, room))
+                budget = grounding_budget(chat, [Message("user", question)], args.n)  # as every front end
                 g = grounding.ground(question, kb, count_tokens=count, budget_tokens=budget)
             chat._ctx.clear()
             answer = chat.chat(g.messages, params).text()
