@@ -91,6 +91,15 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+
+def parse_resume(value: str) -> int | str:
+    """A chat to reopen (`chat -r`), in either chat: its number, or "last"."""
+    if value == "last":
+        return "last"
+    if value.isdigit():
+        return int(value)
+    raise UsageError(f"-r/--resume takes a chat number or 'last', got {value!r}")
+
 @dataclass(frozen=True)
 class ConversationInfo:
     id: int

@@ -359,9 +359,10 @@ class PlainSession:
         from ..engine import Message
 
         assert self.store is not None
-        if want != "last" and not want.isdigit():
-            raise UsageError(f"-r expects a chat number or 'last', got {want!r}")
-        info = self.store.latest() if want == "last" else self.store.get(int(want))
+        from ..conversations import parse_resume
+
+        wanted = parse_resume(want)
+        info = self.store.latest() if wanted == "last" else self.store.get(int(wanted))
         if info is None:
             raise UsageError("no saved chat to resume yet")
         self.conversation = info

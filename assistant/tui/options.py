@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..conversations import parse_resume
 from ..engine.sampling import SamplingParams
 from ..home import Home
 from ..turn import CHAT_TOP_K
@@ -66,14 +67,7 @@ def build_options(
             path = resolve_model(None, home)
         except ModelNotFoundError as exc:
             problem = str(exc)
-    wanted: int | str | None = None
-    if resume is not None:
-        if resume == "last":
-            wanted = "last"
-        elif resume.isdigit():
-            wanted = int(resume)
-        else:
-            raise UsageError(f"--resume takes a chat number or 'last', got {resume!r}")
+    wanted = parse_resume(resume) if resume is not None else None
     if system is not None and not system.strip():
         raise UsageError("--system is empty; leave it out to use the model's default")
     SamplingParams().with_(**{k: v for k, v in sampling.items() if v is not None})  # validate early
