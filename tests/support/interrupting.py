@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -44,6 +46,9 @@ def run_and_interrupt(
 ) -> Interrupted:
     """Run cmd until busy() holds, send SIGINT (as Ctrl+C does), then wait for it to exit."""
     logs.mkdir(parents=True, exist_ok=True)
+    # The fixtures just wrote hundreds of MB (a test model): flush them now, or the command's own
+    # fsync after the SIGINT may wait for them on a slow CI disk (a 20 s timeout failed there once).
+    os.sync()
     out, err = logs / "stdout", logs / "stderr"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(
@@ -51,7 +56,7 @@ def run_and_interrupt(
             stdin=subprocess.DEVNULL,
             stdout=fo,
             stderr=fe,
-            env=env,
+            env={**env, "PYTHONFAULTHANDLER": "1"},  # a hang shows where it hangs
             cwd=cwd,
             preexec_fn=_default_sigint,
         )
@@ -63,6 +68,9 @@ def run_and_interrupt(
             rc: int | None = proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             rc = None
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack into stderr
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -72,6 +80,6 @@ def run_and_interrupt(
 
 def assert_stopped_cleanly(r: Interrupted) -> None:
     """Exit status 130 with a one-line message: no lost interrupt, no traceback."""
-    assert r.returncode == 130, f"exit {r.returncode} after SIGINT; stderr:\n{r.stderr[-2000:]}"
+    assert r.returncode == 130, f"exit {r.returncode} after SIGINT; stderr:\n{r.stderr[-6000:]}"
     assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("Interrupted"), r.stderr[-2000:]
