@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .engine.context import Message
 from .engine.sampling import SamplingParams
 from .errors import AssistantError
 from .knowledge.grounding import DEFAULT_BUDGET, Source
 from .knowledge.retriever import Retriever
+from .message import Message
 
 CHAT_TOP_K = 4  # sources a chat turn retrieves unless the user set another number (TUI settings)
 PROMPT_MARGIN = 256  # tokens kept free besides the answer reserve, the conversation and the sources

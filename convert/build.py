@@ -116,7 +116,7 @@ class BuildResult:
     def output_type(self) -> str:
         return str(self.lock["output"]["type"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         out = self.lock["output"]
         return {
             "recipe": str(self.recipe.path),
@@ -646,7 +646,7 @@ def run_build(plan: Plan, *, threads: int | None = None, progress: Any = None) -
                 **hashes,
             },
             "provenance": chosen.provenance,
-            "quality": report.to_dict(),
+            "quality": report.as_dict(),
         }
         # A crash between these steps leaves a GGUF without a lock: the next build rebuilds it.
         try:

@@ -51,7 +51,7 @@ class Row:
     neighbours: float | None = None
     within_budget: bool | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -67,12 +67,12 @@ class Report:
     chosen: str | None = None
     budget: dict[str, float] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "kind": self.kind,
             "reference": self.reference,
             "eval_text": self.eval_text,
-            "rows": [r.to_dict() for r in self.rows],
+            "rows": [r.as_dict() for r in self.rows],
             "chosen": self.chosen,
         }
         if self.kind == "next-token":

@@ -34,7 +34,7 @@ class Check:
     status: str  # "ok", "differs", "missing" (not present or not checkable here; not counted), "note"
     detail: str = ""
 
-    def to_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str]:
         return {"subject": self.subject, "status": self.status, "detail": self.detail}
 
 
@@ -52,13 +52,13 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.differences
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "model": str(self.model),
             "lock": str(self.lock) if self.lock is not None else None,
             "against": "lock" if self.lock is not None else "embedded provenance",
             "ok": self.ok,
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [c.as_dict() for c in self.checks],
         }
 
 

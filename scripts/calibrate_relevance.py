@@ -39,11 +39,11 @@ sys.path.append(str(ROOT))  # after PYTHONPATH: `prompt` can run another copy of
 EVAL = ROOT.parent / "shared" / "eval"
 
 from assistant.home import Home  # noqa: E402
-from assistant.knowledge.base import KnowledgeBase  # noqa: E402
 from assistant.knowledge.embed import Embedder  # noqa: E402
 from assistant.knowledge.eval import load_qrels, load_queries  # noqa: E402
 from assistant.knowledge.grounding import DEFAULT_K, MIN_SIMILARITY  # noqa: E402
 from assistant.knowledge.ingest import Ingestor  # noqa: E402
+from assistant.knowledge.kb import KnowledgeBase  # noqa: E402
 from assistant.knowledge.search import query_words  # noqa: E402
 from assistant.knowledge.store import KnowledgeStore  # noqa: E402
 

@@ -155,8 +155,8 @@ def _f1(pred: str, golds: list[str]) -> float:
 def mlqa(args: argparse.Namespace, embedder: Embedder) -> None:
     """Does the default model's answer contain a gold answer, with retrieval on vs off? And TTFT."""
     from assistant.engine import ChatModel, Message, SamplingParams
-    from assistant.knowledge.base import KnowledgeBase
     from assistant.knowledge.grounding import ground
+    from assistant.knowledge.kb import KnowledgeBase
 
     d = EVAL / "mlqa_en"
     store = build(args.kb, "mlqa", d / "beir" / "corpus.jsonl", embedder)

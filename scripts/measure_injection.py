@@ -132,8 +132,8 @@ def main() -> None:
     from assistant.engine import ChatModel, Message, SamplingParams
     from assistant.home import Home
     from assistant.knowledge import grounding
-    from assistant.knowledge.base import KnowledgeBase
     from assistant.knowledge.ingest import Ingestor
+    from assistant.knowledge.kb import KnowledgeBase
     from assistant.turn import grounding_budget
 
     print(f"# grounding from {grounding.__file__}", file=sys.stderr)

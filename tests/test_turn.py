@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from assistant.engine.chat import ChatResult, Timings
-from assistant.engine.context import ContextReport, Message
+from assistant.engine.context import ContextReport
 from assistant.knowledge.grounding import DEFAULT_BUDGET, Source, format_sources
+from assistant.message import Message
 from assistant.turn import PROMPT_MARGIN, ChatTurn, check_citations, conversation_messages, grounding_budget
 
 # What the TUI stored with an answer before there was one Source type (tui/retrieval.py:SourceRef.as_meta)

@@ -136,7 +136,7 @@ def build_command(
                 if bar is not None:
                     bar.close()
         if as_json:
-            click.echo(json.dumps(result.to_dict()))
+            click.echo(json.dumps(result.as_dict()))
             continue
         made = result.lock["output"]
         if result.built:
@@ -184,7 +184,7 @@ def verify_command(app: AppContext, model: Path, lock_path: Path | None, as_json
     report = verify_model(model, lock_path, home=home)
     against = show(report.lock) if report.lock is not None else "its embedded provenance"
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps(report.as_dict()))
     else:
         no_lock = "" if report.lock is not None else " (no lock file: only some checks are possible)"
         click.echo(f"verify {show(report.model)} against {against}{no_lock}")

@@ -18,7 +18,8 @@ from .options import model_options, sampling_from, sampling_options
 
 if TYPE_CHECKING:
     from ..conversations import ConversationInfo, ConversationStore
-    from ..engine import ChatModel, ChatStream, Message
+    from ..engine import ChatModel, ChatStream
+    from ..message import Message
     from .context import AppContext
 
 
@@ -153,7 +154,8 @@ def ask_command(
         echo "What is GGUF?" | assistant ask
         cat notes.txt | assistant ask "Summarise this"
     """
-    from ..engine import Message, compute
+    from ..engine import compute
+    from ..message import Message
     from ..turn import prepare_turn
 
     compute.claim_current_thread()  # all compute from this thread: no hop per token
@@ -356,7 +358,7 @@ class PlainSession:
             self.resume(resume)
 
     def resume(self, want: str) -> None:
-        from ..engine import Message
+        from ..message import Message
 
         assert self.store is not None
         from ..conversations import parse_resume
@@ -461,7 +463,7 @@ def _plain_loop(
     retriever: Any,
     interactive: bool,
 ) -> int:
-    from ..engine import Message
+    from ..message import Message
     from ..turn import prepare_turn
 
     while True:

@@ -14,7 +14,7 @@ import click
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..knowledge.base import KnowledgeBase
+    from ..knowledge.kb import KnowledgeBase
     from .context import AppContext
 
 MODES = ("hybrid", "vector", "bm25")
@@ -60,7 +60,7 @@ def _open(
     threads: int | None = None,
 ) -> KnowledgeBase:
     from ..engine import compute
-    from ..knowledge.base import KnowledgeBase
+    from ..knowledge.kb import KnowledgeBase
 
     compute.claim_current_thread()  # a CLI command embeds from this thread only: no hop per text
     return KnowledgeBase.open(

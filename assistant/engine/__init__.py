@@ -3,8 +3,9 @@
 Importing this package is cheap; llama_cpp is loaded when a model is opened.
 """
 
+from ..message import Message
 from .chat import ChatModel, ChatResult, ChatStream, Conversation, Timings, validate_chat_model
-from .context import ContextReport, Message
+from .context import ContextReport
 from .sampling import SamplingParams
 
 __all__ = [

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from .. import interrupt
 from ..errors import UsageError
+from ..message import Message
 from . import compute
 from .chat import ChatModel
-from .context import Message
 from .sampling import SamplingParams
 
 log = logging.getLogger(__name__)

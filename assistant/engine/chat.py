@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChatTemplateError, ModelError, UsageError
+from ..message import Message
 from ..models.archs import EMBEDDING_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES, NON_TEXT_ARCHITECTURES
 from ..models.gguf_info import GGUFInfo, check_hparams, read_gguf_info
-from .context import ContextReport, Message, fit_messages
+from .context import ContextReport, fit_messages
 from .lora import check_adapter_fits
 from .sampling import SamplingParams
 from .stream import TextStream

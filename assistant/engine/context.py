@@ -12,17 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..message import Message
+
 DROP_STEP = 4  # messages: turns leave the window two user/assistant pairs at a time
 TRUNCATION_MARKER = "\n\n[… {n} tokens cut to fit the context window …]\n\n"
-
-
-@dataclass(frozen=True)
-class Message:
-    role: str  # "system", "user" or "assistant"
-    content: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True)

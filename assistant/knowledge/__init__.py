@@ -2,7 +2,7 @@
 
 Modules (import them directly; importing this package is cheap):
 
-- ``base``: ``KnowledgeBase.open(home, kb=None)``, the entry point: store + embedder + searcher.
+- ``kb``: ``KnowledgeBase.open(home, kb=None)``, the entry point: store + embedder + searcher.
 - ``grounding``: ``ground(question, kb, count_tokens=..., budget_tokens=...)`` -> messages with
   numbered sources, ``Source`` (the one source type: shown, printed, saved with an answer), ``format_sources``.
 - ``retriever``: ``Retriever``/``NoRetriever``/``open_retriever``, the seam assistant/turn.py grounds through.

@@ -2,7 +2,7 @@
 
 The API the CLI (`assistant ask`) and the TUI use::
 
-    from assistant.knowledge.base import KnowledgeBase
+    from assistant.knowledge.kb import KnowledgeBase
     from assistant.knowledge.grounding import ground, format_sources
 
     kb = KnowledgeBase.open(home)                      # or kb="notes" / a path; once per session
@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.context import Message
+from ..message import Message
 
 if TYPE_CHECKING:
-    from .base import KnowledgeBase
+    from .kb import KnowledgeBase
     from .search import Hit
 
 DEFAULT_K = 5
@@ -248,8 +248,6 @@ def ground(
     )
     retrieval_ms = (time.perf_counter() - t0) * 1000
 
-    sys_text = SYSTEM_PROMPT if not system else f"{system.strip()}\n\n{SYSTEM_PROMPT}"
-    head = [Message("system", sys_text), *history]
     plain = ([Message("system", system)] if system else []) + [*history, Message("user", question)]
     if not hits:
         notes.append("no source in the knowledge base matched the question")
@@ -258,6 +256,25 @@ def ground(
     if min_relevance is not None and used_mode != "bm25" and best < min_relevance:
         notes.append(f"no source was relevant enough (best similarity {best:.2f} < {min_relevance:.2f})")
         return GroundedPrompt(plain, [], retrieval_ms, used_mode, notes=notes)
+    g = pack(question, hits, count_tokens=count_tokens, budget_tokens=budget_tokens, system=system, history=history)
+    return GroundedPrompt(g.messages, g.sources, retrieval_ms, used_mode, g.source_tokens, notes + g.notes)
+
+
+def pack(
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+    system: str | None = None,
+    history: Sequence[Message] = (),
+) -> GroundedPrompt:
+    """The messages for ``question`` grounded in ``hits`` as given (best first, numbered, within the
+    budget): what ``ground`` does after searching, and what an evaluation's oracle context goes through."""
+    notes: list[str] = []
+    sys_text = SYSTEM_PROMPT if not system else f"{system.strip()}\n\n{SYSTEM_PROMPT}"
+    head = [Message("system", sys_text), *history]
+    plain = ([Message("system", system)] if system else []) + [*history, Message("user", question)]
     blocks: list[str] = []
     sources: list[Source] = []
     used = 0
@@ -286,9 +303,9 @@ def ground(
             break
     if not sources:
         notes.append("the sources found did not fit the token budget")
-        return GroundedPrompt(plain, [], retrieval_ms, used_mode, notes=notes)
+        return GroundedPrompt(plain, [], 0.0, "none", notes=notes)
     messages = [*head, Message("user", build_user_message(question, blocks))]
-    return GroundedPrompt(messages, sources, retrieval_ms, used_mode, used, notes)
+    return GroundedPrompt(messages, sources, 0.0, "none", used, notes)
 
 
 def format_sources(sources: Sequence[Source]) -> str:

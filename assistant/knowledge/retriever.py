@@ -15,9 +15,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..engine.context import Message
 from ..errors import AssistantError
 from ..home import Home
+from ..message import Message
 from .grounding import GroundedPrompt, ground
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class KnowledgeRetriever:
     hint = ""
 
     def __init__(self, kb: Any, chunks: int, collection: str | None = None) -> None:
-        self.kb = kb  # a knowledge.base.KnowledgeBase
+        self.kb = kb  # a knowledge.kb.KnowledgeBase
         self.chunks = chunks
         self.collection = collection
         mode = "" if kb.embedder is not None else " · keyword search only"
@@ -119,7 +119,7 @@ def open_retriever(
     (`assistant ask` reports it); otherwise the reason becomes the hint (the chat carries on).
     """
     try:
-        from .base import KnowledgeBase
+        from .kb import KnowledgeBase
     except ImportError as exc:  # the knowledge package's dependencies are missing in this build
         log.info("the knowledge base is not usable: %s", exc)
         if home.knowledge_dir.is_dir() and any(home.knowledge_dir.glob("*.db")):

@@ -32,12 +32,12 @@ from textual.widgets import Footer, Static
 
 from ..conversations import ConversationInfo, ConversationStore, default_export_name
 from ..engine import compute
-from ..engine.context import Message
 from ..engine.sampling import SamplingParams
 from ..errors import AssistantError, StorageError
 from ..home import Home
 from ..knowledge.grounding import Source
 from ..knowledge.retriever import NoRetriever, Retriever, open_retriever
+from ..message import Message
 from ..turn import ChatTurn, conversation_messages, prepare_turn
 from ..turn import Engine as TurnEngine
 from .codeblocks import code_blocks

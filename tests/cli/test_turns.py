@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from assistant.conversations import ConversationStore
-from assistant.engine.context import Message
 from assistant.home import Home
 from assistant.knowledge.grounding import Source
+from assistant.message import Message
 from assistant.turn import ChatTurn
 
 ROOT = Path(__file__).resolve().parents[2]

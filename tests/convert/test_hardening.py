@@ -240,7 +240,7 @@ def test_runtime_loader_refuses_adapters_llama_cpp_would_abort_on(tmp_path: Path
     code = textwrap.dedent(
         f"""
         from assistant.engine.chat import ChatModel
-        from assistant.engine.context import Message
+        from assistant.message import Message
         from assistant.engine.sampling import SamplingParams
         from assistant.errors import ModelError
         cases = [({str(root / "tied.gguf")!r}, {str(root / "embed-lora.gguf")!r}),

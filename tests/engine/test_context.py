@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from assistant.engine.context import TRUNCATION_MARKER, Message, fit_messages
+from assistant.engine.context import TRUNCATION_MARKER, fit_messages
+from assistant.message import Message
 
 
 class WordTokenizer:

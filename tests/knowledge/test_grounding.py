@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from assistant.home import Home
-from assistant.knowledge.base import KnowledgeBase
 from assistant.knowledge.grounding import SYSTEM_PROMPT, format_sources, ground
 from assistant.knowledge.ingest import Ingestor
+from assistant.knowledge.kb import KnowledgeBase
 
 
 def _kb(kb_home: Path, docs_dir: Path) -> KnowledgeBase:

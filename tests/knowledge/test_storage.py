@@ -15,8 +15,8 @@ from support.mounts import readonly_view, tmpfs
 
 from assistant.errors import KnowledgeBaseError, StorageError
 from assistant.home import Home
-from assistant.knowledge.base import KnowledgeBase
 from assistant.knowledge.ingest import Ingestor
+from assistant.knowledge.kb import KnowledgeBase
 from assistant.knowledge.store import KnowledgeStore
 
 from .conftest import ROOT, assert_consistent

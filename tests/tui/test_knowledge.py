@@ -8,9 +8,9 @@ import pytest
 from tui_helpers import ROOT_DIR, Harness, screen_text, send, wait_for
 from tui_helpers import ready as wait_ready
 
-from assistant.engine.context import Message
 from assistant.home import Home
 from assistant.knowledge.retriever import CREATE_HINT, NoRetriever, open_retriever
+from assistant.message import Message
 from assistant.tui.app import _open_retriever
 
 EMBED_MODEL = ROOT_DIR / "models" / "all-MiniLM-L6-v2.gguf"

@@ -12,9 +12,9 @@ from tui_helpers import CHAT_MODEL, ROOT_DIR, fill_home, notified, run_palette, 
 from tui_helpers import ready as wait_ready
 
 from assistant.conversations import ConversationStore
-from assistant.engine.context import Message
 from assistant.errors import ModelError, ModelNotFoundError, UsageError
 from assistant.home import Home
+from assistant.message import Message
 from assistant.tui.options import build_options
 from assistant.tui.widgets.chat_log import WINDOW
 from assistant.tui.widgets.status_bar import StatusBar, StatusInfo

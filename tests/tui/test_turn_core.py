@@ -16,10 +16,10 @@ from tui_helpers import ROOT_DIR, SOURCES, Harness, fill_home, screen_text, send
 from tui_helpers import ready as wait_ready
 
 from assistant.conversations import ConversationStore
-from assistant.engine.context import Message
 from assistant.engine.sampling import SamplingParams
 from assistant.home import Home
 from assistant.knowledge.retriever import open_retriever
+from assistant.message import Message
 from assistant.tui.app import AssistantApp, load_engine
 from assistant.tui.options import DEFAULT_TOP_K, TuiOptions
 from assistant.turn import prepare_turn

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from assistant.engine.chat import ChatResult, Timings
-from assistant.engine.context import ContextReport, Message
+from assistant.engine.context import ContextReport
 from assistant.engine.sampling import SamplingParams
 from assistant.errors import ModelError
 from assistant.knowledge.grounding import GroundedPrompt, Source
+from assistant.message import Message
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Open a knowledge base with the right embedding model: the one entry point for commands and the TUI.
+"""The knowledge base as one object, a facade over store, embedder and searcher: the entry point
+for commands, the TUI and the retriever.
 
     kb = KnowledgeBase.open(home, kb=None)          # the default knowledge base in the model home
     hits = kb.searcher.search("question", k=5)
