@@ -159,6 +159,8 @@ class ChatTurn:
             ttft_ms=round(t.ttft_ms, 1),
             decode_tps=round(t.decode_tps, 1),
         )
+        if t.threads:
+            meta["threads"] = t.threads_ran
         if not self.sources:
             return TurnResult(result.text, meta)
         cited = check_citations(result.text, len(self.sources))

@@ -10,6 +10,12 @@ import click
 from .quant_types import DEFAULT_QUANT, QUANT_TYPES
 
 
+def _threads(value: str | None) -> int | None:
+    from assistant.engine.threads import parse_threads  # lazy: start-up stays fast
+
+    return parse_threads(value)
+
+
 def _human(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
@@ -35,9 +41,11 @@ def _human(n: int) -> str:
 )
 @click.option(
     "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads for quantizing (default: cores, max 8).",
+    metavar="auto|N",
+    default="auto",
+    show_default=True,
+    callback=lambda ctx, param, value: _threads(value),
+    help="Threads for quantizing: auto = the physical cores free at the start (at most 8); N pins it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def convert_command(

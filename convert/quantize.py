@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,11 @@ def parse_quant(name: str) -> QuantType:
 
 
 def default_threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """--threads auto: the physical cores free now (assistant.engine.threads), at most 8; a
+    core taken by another process would hold up every tensor's last chunk."""
+    from assistant.engine.threads import auto_threads
+
+    return min(auto_threads(), 8)
 
 
 def llama_quantize(src: Path, dst: Path, quant: QuantType, threads: int) -> None:

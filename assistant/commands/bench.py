@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .options import threads_option
+
 if TYPE_CHECKING:
     from .context import AppContext
 
@@ -51,7 +53,7 @@ def _duration(seconds: float) -> str:
 @click.option(
     "-m", "--model", metavar="NAME|PATH", help="Model to measure (default: the default chat model)."
 )
-@click.option("--threads", type=int, help="CPU threads (default: physical cores).")
+@threads_option
 @click.option(
     "--rounds",
     type=click.IntRange(min=1),

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .options import threads_option
+
 if TYPE_CHECKING:
     from .context import AppContext
 
@@ -40,12 +42,7 @@ def _human(n: int) -> str:
     is_flag=True,
     help="Rebuild even if nothing changed; also replaces an output that does not match its lock.",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads for quantizing and measuring (default: cores, max 8).",
-)
+@threads_option
 @click.option(
     "-o",
     "--out",

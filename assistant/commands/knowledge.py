@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
+from .options import threads_option
 
 if TYPE_CHECKING:
     from ..knowledge.kb import KnowledgeBase
@@ -35,10 +36,6 @@ def embed_model_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="NAME|PATH",
         help="Embedding model GGUF (default: the one the index was built with, else all-MiniLM-L6-v2.gguf).",
     )(f)
-
-
-def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--threads", type=int, metavar="N", help="CPU threads (default: physical cores).")(f)
 
 
 def follow_symlinks_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,7 +73,7 @@ def _open(
 
 
 @contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
     """A progress bar with ETA on a terminal (stderr); nothing otherwise."""
     if not sys.stderr.isatty() or total <= 0:
         yield lambda n: None
@@ -200,7 +197,7 @@ def index_add(
             raise UsageError(
                 "no files to index under " + ", ".join(paths) + (f" matching {glob!r}" if glob else "")
             )
-        with _progress(total, "Indexing") as update:
+        with progress_bar(total, "Indexing") as update:
             try:
                 ing.add(paths, planned=files, on_progress=update)
             except KeyboardInterrupt:
@@ -251,7 +248,7 @@ def index_sync(
     try:
         ing = Ingestor(base.store, base.embedder, opts)
         plan = ing.plan_sync()
-        with _progress(plan.total, "Syncing") as update:
+        with progress_bar(plan.total, "Syncing") as update:
             try:
                 report = ing.sync(plan, on_progress=update)
             except KeyboardInterrupt:
@@ -417,7 +414,7 @@ def index_eval(
             )
         for mode in chosen:
             n = sum(1 for q in queries if q.id in qrels)
-            with _progress(n, f"eval {mode}") as update:
+            with progress_bar(n, f"eval {mode}") as update:
                 res = evaluate(
                     base.searcher, queries, qrels, mode=mode, collection=collection, progress=update
                 )

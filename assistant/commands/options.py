@@ -12,8 +12,27 @@ from ..engine.sampling import SamplingParams
 _D = SamplingParams()
 
 
+def _threads(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from ..engine.threads import parse_threads
+
+    return parse_threads(value)  # a bad value is one line (UsageError), not click's usage block
+
+
+def threads_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--threads auto|N``: None (auto: from the CPU free before each answer or batch,
+    adapted while it runs) or a pinned count."""
+    return click.option(
+        "--threads",
+        metavar="auto|N",
+        default="auto",
+        show_default=True,
+        callback=_threads,
+        help="CPU threads: auto follows the CPU that is free (physical cores when idle); N pins it.",
+    )(f)
+
+
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[..., Any]] = [
         click.option(
             "-m",
             "--model",
@@ -27,7 +46,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             metavar="N",
             help="Context window in tokens (default 4096, at most the model's trained context).",
         ),
-        click.option("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)."),
+        threads_option,
         click.option(
             "--chat-format",
             metavar="NAME|FILE",

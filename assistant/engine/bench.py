@@ -26,6 +26,7 @@ from ..message import Message
 from . import compute
 from .chat import ChatModel
 from .sampling import SamplingParams
+from .threads import auto_threads
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,8 @@ def run_bench(
 
     if rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {rounds}")
+    # auto: one count from the CPU free now, pinned for every engine (they compare at the same count)
+    threads = threads or auto_threads()
     compute.claim_current_thread()  # as `assistant ask` does
     total = 2 + 3 * rounds - 1 + (llama_bench is not None)
     done = 0
@@ -272,7 +275,7 @@ def run_bench(
     params = SamplingParams()
     ask: list[float] = []
     step(f"`assistant ask` process 1/{rounds} ({n_gen} tokens{', peak memory' if measure_rss else ''})")
-    tps, rss = _ask_decode(model_path, threads or 0, n_gen)
+    tps, rss = _ask_decode(model_path, threads, n_gen)
     ask.append(tps)
     peak_rss = round(rss, 1) if measure_rss else None
     step("loading the model in both engines")
@@ -281,7 +284,6 @@ def run_bench(
     t0 = time.perf_counter()
     model = ChatModel(model_path, n_threads=threads)
     load_ours = (time.perf_counter() - t0) * 1000
-    threads = model.n_threads
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(
         str(model_path),

@@ -25,7 +25,7 @@ from .lora import check_adapter_fits
 from .sampling import SamplingParams
 from .stream import TextStream
 from .template import ChatTemplate, resolve_template
-from .threads import physical_cores
+from .threads import ThreadTuner, max_threads, tuner_for_answer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Timings:
     prefill_tokens: int = 0  # tokens actually evaluated (after cache reuse)
     decode_ms: float = 0.0  # first token to last token
     decode_tokens: int = 0
+    threads: list[int] = field(default_factory=list)  # llama.cpp threads, in the order they ran
 
     @property
     def prefill_tps(self) -> float:
@@ -52,12 +53,18 @@ class Timings:
     def decode_tps(self) -> float:
         return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    @property
+    def threads_ran(self) -> int | list[int] | None:
+        """The thread count, or the counts in order when it changed during the answer."""
+        return (self.threads[0] if len(self.threads) == 1 else list(self.threads)) if self.threads else None
+
+    def as_dict(self) -> dict[str, float | int | list[int] | None]:
         return {
             "load_ms": round(self.load_ms, 1),
             "ttft_ms": round(self.ttft_ms, 1),
             "prefill_tps": round(self.prefill_tps, 1),
             "decode_tps": round(self.decode_tps, 1),
+            "threads": self.threads_ran,
         }
 
 
@@ -168,7 +175,9 @@ class ChatModel:
             bos_token="",
             eos_token="",
         )
-        self.n_threads = n_threads or physical_cores()
+        # None: decided before each answer from the CPU free then, and adapted while it runs
+        self.pinned_threads = n_threads
+        self.n_threads = n_threads or max_threads()
         # A default system prompt baked in by a build recipe (used when the caller gives none).
         baked = self.info.get(SYSTEM_PROMPT_KEY)
         self.default_system: str | None = baked if isinstance(baked, str) and baked.strip() else None
@@ -377,20 +386,28 @@ class ChatModel:
             finish = "stop"
             n_out = 0
             try:
+                tuner = self._thread_tuner()
+                ctx.set_threads(tuner.current if tuner else self.n_threads)
                 t0 = time.perf_counter()
                 ctx.decode(tokens[cached:], cancel=cancel)  # a stop ends a long prompt too (then no tokens)
                 t1 = time.perf_counter()
                 timings.prefill_ms = (t1 - t0) * 1000
                 timings.prefill_tokens = len(ctx.cached) - cached
                 t_first = t_last = t1
+                ran = timings.threads = [ctx.n_threads]
                 n_samples = 0
                 pending: int | None = None  # the last token, decoded together with the next sample
                 while True:
                     if cancel is not None and cancel.is_set():
                         finish = "cancelled"
                         break
+                    if ran[-1] != ctx.n_threads:
+                        ran.append(ctx.n_threads)
+                    t_step = time.perf_counter()
                     token = sampler.sample(ctx) if pending is None else ctx.step(pending, sampler)
                     t_last = time.perf_counter()
+                    if tuner is not None and pending is not None:  # the step's time alone
+                        ctx.set_threads(tuner.observe(t_last - t_step))
                     n_samples += 1
                     if n_samples == 1:
                         t_first = t_last
@@ -429,6 +446,16 @@ class ChatModel:
                 timings=timings,
                 seed=seed,
             )
+
+    def _thread_tuner(self) -> ThreadTuner | None:
+        """None when --threads pins the count; else the choice for this answer."""
+        return None if self.pinned_threads else tuner_for_answer()
+
+    def forget_prompt(self) -> None:
+        """Drop the cached prompt: the next answer reads all of its prompt, as a new `assistant ask`
+        process does (`assistant eval` times every answer that way, whatever came before it)."""
+        with self._lock:
+            self._ctx.clear()
 
     def close(self) -> None:
         self._ctx.close()

@@ -115,7 +115,7 @@ class Embedder:
         verbose: bool = False,
     ) -> None:
         from ..engine import backend
-        from ..engine.threads import physical_cores
+        from ..engine.threads import BatchThreads, max_threads
         from .bf16 import working_copy
 
         self.path = Path(path)
@@ -143,7 +143,9 @@ class Embedder:
         self.max_tokens = min(self.max_tokens, 8192)
         self.batch_tokens = max(batch_tokens, self.max_tokens)
         self.max_seqs = max(1, min(max_seqs, MAX_SEQS_PER_BATCH))
-        self.n_threads = n_threads or physical_cores()
+        # None (auto): each batch runs on the CPU free then (re-checked at most 4 times a second)
+        self._auto = None if n_threads else BatchThreads()
+        self.n_threads = n_threads or max_threads()
         self._ctx = backend.LlamaContext(
             self._model,
             backend.ContextConfig(
@@ -238,6 +240,9 @@ class Embedder:
         out: np.ndarray,
         progress: Callable[[int], None] | None,
     ) -> None:
+        if self._auto is not None:
+            self.n_threads = self._auto()
+            self._ctx.set_threads(self.n_threads)
         raw = self._ctx.embed([inputs[i] for i in batch])
         for i, blob in zip(batch, raw, strict=True):
             v = np.frombuffer(blob, dtype=np.float32)

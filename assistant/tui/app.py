@@ -340,6 +340,7 @@ class AssistantApp(App[int]):
         }
         if "ttft_ms" in changes:  # new figures (or none) replace a note about the last answer
             changes.setdefault("speed_note", "")
+            changes.setdefault("threads", "")
         base.update(changes)
         self.status.set(**base)
 

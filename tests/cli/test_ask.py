@@ -17,8 +17,26 @@ def test_json_output_has_the_documented_fields(run_cli, home_with_default):
     assert 0 < obj["usage"]["completion_tokens"] <= 16
     assert set(obj["timings"]) >= {"load_ms", "ttft_ms", "prefill_tps", "decode_tps"}
     assert all(
-        v > 0 for k, v in obj["timings"].items() if k != "decode_tps" or obj["usage"]["completion_tokens"] > 1
+        v > 0
+        for k, v in obj["timings"].items()
+        if k != "threads" and (k != "decode_tps" or obj["usage"]["completion_tokens"] > 1)
     )
+
+
+def test_json_timings_say_the_threads_that_ran(run_cli, home_with_default):
+    """#17: a count, or the counts in order when it changed during the answer; --threads pins it."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    for flag in ((), ("--threads", "auto"), ("--threads", "1")):
+        r = run_cli("ask", "--json", "-n", "8", "-t", "0", *flag, "Say hello.", home=home_with_default)
+        assert r.returncode == 0, r.stderr
+        ran = json.loads(r.stdout)["timings"]["threads"]
+        if flag[-1:] == ("1",):
+            assert ran == 1
+        else:
+            counts = [ran] if isinstance(ran, int) else ran
+            assert counts and all(isinstance(n, int) and 1 <= n <= cores for n in counts), ran
 
 
 def test_plain_output_streams_the_answer(run_cli, home_with_default):

@@ -132,3 +132,18 @@ def test_gguf_template_rendering_empty(run_cli, home, tmp_path, default_model_pa
     one_line_error(
         run_cli("ask", "--model", str(f), "hi", home=home), "chat template in blank.gguf", "empty prompt"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ask", "--threads", "two", "hi"),
+        ("ask", "--threads", "0", "hi"),
+        ("chat", "--plain", "--threads", "-1"),
+        ("index", "add", ".", "--threads", "1.5"),
+        ("bench", "--threads", "many"),
+        ("build", "--threads", "x"),
+    ],
+)
+def test_bad_thread_count(run_cli, home_with_default, args):
+    one_line_error(run_cli(*args, home=home_with_default), "--threads expects 'auto' or a whole number >= 1")

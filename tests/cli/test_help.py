@@ -50,3 +50,16 @@ def test_start_up_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_threads_option_is_auto_by_default():
+    """#17: `--threads auto|N` wherever llama.cpp computes; auto (None downstream) unless pinned."""
+    found = set()
+    for path, cmd in walk(cli):
+        for p in cmd.params:
+            if p.name == "threads":
+                assert isinstance(p, click.Option) and p.default == "auto", path
+                assert p.callback is not None and p.callback(None, p, "auto") is None, path
+                assert p.callback(None, p, "3") == 3, path
+                found.add(" ".join(path))
+    assert {"ask", "chat", "bench", "build", "index add", "index sync", "search"} <= found

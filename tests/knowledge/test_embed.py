@@ -57,3 +57,32 @@ def test_missing_model_is_a_clear_error(tmp_path) -> None:
         resolve_embed_model(tmp_path, None)
     with pytest.raises(ModelNotFoundError, match="not found"):
         resolve_embed_model(tmp_path, "nope.gguf")
+
+
+def test_auto_threads_follow_the_machine_per_batch(embed_model_path, tmp_path, monkeypatch) -> None:
+    """#17: each batch runs on the CPU free then (a fake 2-core machine), same vectors."""
+    import llama_cpp as L
+
+    from assistant.engine import threads as T
+    from assistant.knowledge.embed import Embedder
+
+    proc = tmp_path / "proc"
+    (proc / "self" / "task" / "1").mkdir(parents=True)
+    (proc / "self" / "task" / "1" / "stat").write_text("1 (python) R 1\n")
+    (proc / "cpuinfo").write_text("processor : 0\ncore id : 0\n\nprocessor : 1\ncore id : 1\n\n")
+    for name, value in [
+        ("proc", proc),
+        ("cgroup", tmp_path),
+        ("affinity", lambda pid: {0, 1}),
+        ("online", 2),
+    ]:
+        monkeypatch.setattr(T.SYSTEM, name, value)
+    texts = ["The cat sat on the mat.", "Quarterly revenue grew by eight percent."]
+    vectors, ran = [], []
+    for others in (0, 1):
+        (proc / "loadavg").write_text(f"1.0 1.0 1.0 {others + 1}/90 1234\n")
+        with Embedder(embed_model_path) as e:
+            vectors.append(e.embed(texts))
+            ran.append((e.n_threads, L.llama_n_threads(e._ctx.ptr)))
+    assert ran == [(2, 2), (1, 1)]
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5)

@@ -17,7 +17,7 @@ from assistant.home import Home
 from assistant.message import Message
 from assistant.tui.options import build_options
 from assistant.tui.widgets.chat_log import WINDOW
-from assistant.tui.widgets.status_bar import StatusBar, StatusInfo
+from assistant.tui.widgets.status_bar import StatusBar, StatusInfo, speed_fields
 from assistant.turn import conversation_messages as engine_messages
 
 
@@ -264,6 +264,22 @@ def test_status_bar_fits_every_width(width):
         assert "1,536/2,048" in text.plain and "187 tok/s" in text.plain
     if width >= 100:
         assert "+cooking-lora×0.5" in text.plain and "42 ms · 187 tok/s" in text.plain
+
+
+@pytest.mark.parametrize(("ran", "shown"), [(2, "2 threads"), (1, "1 thread"), ([2, 1, 2], "1-2 threads")])
+def test_status_bar_says_the_threads_that_ran(ran, shown):
+    """#17: the speed slot names the llama.cpp threads of the last answer (a range when they changed)."""
+    meta = {
+        "finish_reason": "stop",
+        "completion_tokens": 9,
+        "ttft_ms": 41.6,
+        "decode_tps": 187.4,
+        "threads": ran,
+    }
+    bar = StatusBar()
+    bar.info = StatusInfo(model="m.gguf", quant="Q4_1", window=2048, **speed_fields(meta))
+    assert f"42 ms · 187 tok/s · {shown}" in bar.text(120).plain
+    assert bar.text(40).cell_len == 40  # a narrow bar still fits (the figures go first)
 
 
 def test_build_options(tmp_path):

@@ -21,6 +21,7 @@ class StatusInfo:
     ttft_ms: float | None = None
     tps: float | None = None
     speed_note: str = ""  # in place of the speed figures, e.g. "stopped before the first token"
+    threads: str = ""  # llama.cpp threads of the last answer, e.g. "2 threads", "1-2 threads"
     retrieval: str = "none"  # "on", "off", "none" (no knowledge base), "loading"
     extra: tuple[str, ...] = field(default_factory=tuple)
 
@@ -42,6 +43,15 @@ def tps_text(tps: float) -> str:
     return f"{tps:,.1f} tok/s" if tps < 10 else f"{tps:,.0f} tok/s"
 
 
+def threads_text(ran: Any) -> str:
+    """An answer's thread count (meta "threads": a count, or the counts in order when it changed)."""
+    if isinstance(ran, int):
+        return f"{ran} thread{'s' if ran != 1 else ''}"
+    if isinstance(ran, list) and ran:
+        return f"{min(ran)}-{max(ran)} threads"
+    return ""
+
+
 def stopped_early(meta: Mapping[str, Any]) -> bool:
     """An answer stopped while its prompt was read: it has no speed (not "0 ms · 0.0 tok/s")."""
     return meta.get("finish_reason") == "cancelled" and not meta.get("completion_tokens")
@@ -50,8 +60,13 @@ def stopped_early(meta: Mapping[str, Any]) -> bool:
 def speed_fields(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The speed slot's fields for an answer's meta: its figures, or why it has none."""
     if stopped_early(meta):
-        return {"ttft_ms": None, "tps": None, "speed_note": "stopped before the first token"}
-    return {"ttft_ms": meta.get("ttft_ms"), "tps": meta.get("decode_tps"), "speed_note": ""}
+        return {"ttft_ms": None, "tps": None, "speed_note": "stopped before the first token", "threads": ""}
+    return {
+        "ttft_ms": meta.get("ttft_ms"),
+        "tps": meta.get("decode_tps"),
+        "speed_note": "",
+        "threads": threads_text(meta.get("threads")),
+    }
 
 
 def _short(name: str) -> str:
@@ -140,7 +155,8 @@ class StatusBar(Widget):
         if layout["speed"] and i.speed_note:
             right += [(i.speed_note if layout["speed"] == 2 else "stopped", "dim"), (" │ ", "dim")]
         elif layout["speed"] == 2 and i.ttft_ms is not None and i.tps is not None:
-            right += [(f"{i.ttft_ms:,.0f} ms · {tps_text(i.tps)}", ""), (" │ ", "dim")]
+            threads = f" · {i.threads}" if i.threads else ""
+            right += [(f"{i.ttft_ms:,.0f} ms · {tps_text(i.tps)}{threads}", ""), (" │ ", "dim")]
         elif layout["speed"] == 1 and i.tps is not None:
             right += [(tps_text(i.tps), ""), (" │ ", "dim")]
         right.append(kb_part)
