@@ -4,12 +4,15 @@ Resolution order, first match wins:
 1. an explicit path (``--home``),
 2. the ``ASSISTANT_HOME`` environment variable,
 3. ``models/`` of a source checkout (this package sits next to ``pyproject.toml``),
-4. the platform's user data directory (an installed copy).
+4. ``models/`` of the virtual environment it is installed in, when a bundle's install.sh made
+   it (marked by ``.assistant-home``),
+5. the platform's user data directory (an installed copy).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from .errors import StorageError
 
 ENV_VAR = "ASSISTANT_HOME"
 APP_NAME = "edge-assistant"
+INSTALL_HOME_MARK = ".assistant-home"  # written by assistant/bundle/site_install.py
 
 
 def _checkout_models_dir() -> Path | None:
@@ -24,6 +28,11 @@ def _checkout_models_dir() -> Path | None:
     if (root / "pyproject.toml").is_file() and (root / "models").is_dir():
         return root / "models"
     return None
+
+
+def _install_models_dir() -> Path | None:
+    home = Path(sys.prefix) / "models"
+    return home if sys.prefix != sys.base_prefix and (home / INSTALL_HOME_MARK).is_file() else None
 
 
 def _user_data_dir() -> Path:
@@ -42,7 +51,7 @@ def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     checkout = _checkout_models_dir()
     if checkout is not None:
         return checkout
-    return _user_data_dir()
+    return _install_models_dir() or _user_data_dir()
 
 
 @dataclass(frozen=True)
