@@ -63,6 +63,10 @@ def _register() -> None:
     cli.add_command(build.build_command)
     cli.add_command(build.verify_command)
 
+    from .commands import eval as eval_cmd
+
+    cli.add_command(eval_cmd.eval_command)
+
     from .commands import bundle
 
     cli.add_command(bundle.bundle_command)
