@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import statistics
 import subprocess
@@ -188,3 +189,30 @@ def test_adapter_columns(run_cli, tiny_home, qa_file, tiny_model, tmp_path):
     assert list(summary) == ["closed@tiny-chat", "closed@tiny-chat+style@0.5"]
     assert [x["model"] for x in rows] == ["tiny-chat"] * 2 + ["tiny-chat+style@0.5"] * 2
     assert [x["answer"] for x in rows[:2]] != [x["answer"] for x in rows[2:]]  # the adapter changed them
+
+
+def test_progress_with_eta_at_a_terminal_only(run_cli, cli_env, tiny_home, qa_file):
+    import os
+    import pty
+
+    args = [sys.executable, "-m", "assistant", "eval", str(qa_file), "--setups", "closed,oracle", "-n", "4"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(tiny_home), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    shown = seen.decode(errors="replace")
+    assert "Answering" in shown and "100%" in shown, shown
+    assert re.search(r"\d+%  \d\d:\d\d:\d\d", shown), shown  # the time left, once answers have come
+    piped = run_cli("eval", str(qa_file), "--setups", "closed,oracle", "-n", "4", home=tiny_home)
+    assert "Answering" not in piped.stderr and "%" not in piped.stderr.replace("% of it", ""), piped.stderr
