@@ -199,7 +199,10 @@ def install(prefix: Path, force: bool) -> None:
     pip(prefix, "install", "--find-links", str(wheels), manifest["requirement"])
     # the manifest of the whole install: what the next update is checked against
     place(HERE / "manifest.json", prefix / STATE / "manifest.json")
-    verify(manifest, prefix)
+    try:
+        verify(manifest, prefix)
+    except SiteError as exc:
+        raise SiteError(f"installed into {prefix}, but its checks failed: {exc}") from None
     say(f"\ninstalled. Start the assistant with:\n\n    {prefix / 'bin' / 'assistant'}\n")
 
 
