@@ -265,14 +265,28 @@ def _add_site_files(work: Path, entries: list[dict[str, Any]]) -> None:
 
 
 def _llama_build(spec: BundleSpec) -> dict[str, Any]:
+    """Which llama.cpp build travels: a portable one has its CPU code in one library per x86-64
+    level (libggml-cpu-<variant>.so, GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS)."""
+    import zipfile
     from importlib import metadata
 
+    if spec.llama_wheel is not None:
+        with zipfile.ZipFile(spec.llama_wheel) as zf:
+            names = [Path(n).name for n in zf.namelist()]
+    else:
+        names = [Path(str(f)).name for f in metadata.distribution("llama-cpp-python").files or []]
+    variants = sorted(
+        n.removeprefix("libggml-cpu-").removesuffix(".so") for n in names if n.startswith("libggml-cpu-")
+    )
     return {
         "version": metadata.version("llama-cpp-python"),
-        "wheel": "given: " + spec.llama_wheel.name
+        "wheel": f"given: {spec.llama_wheel.name}"
         if spec.llama_wheel
         else "repacked from this machine's install",
-        "portable": spec.llama_wheel is not None and "portable" in spec.llama_wheel.name,
+        "build": "portable (GGML_NATIVE=OFF, GGML_BACKEND_DL, CPU variants)"
+        if variants
+        else "as installed here (native unless built otherwise)",
+        "cpu_variants": variants,
     }
 
 
@@ -372,5 +386,5 @@ PREFIX/recipes are rebuilt when their inputs changed, and verified.
 
 Models:
 {models}
-llama.cpp: llama-cpp-python {m["llama_cpp"]["version"]} ({m["llama_cpp"]["wheel"]})
+llama.cpp: llama-cpp-python {m["llama_cpp"]["version"]}, {m["llama_cpp"]["build"]} ({m["llama_cpp"]["wheel"]})
 """

