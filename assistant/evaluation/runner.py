@@ -328,45 +328,40 @@ def run(
 ) -> None:
     """Answer every (setup, question) not in ``done``; ``on_row`` gets each row as it is finished.
 
-    Variants of one model share its load (adapters are swapped at runtime)."""
+    Variants of one model share its load (adapters are swapped at runtime). The setups take turns
+    question by question, so a change in the machine's load falls on all of them alike."""
     from ..engine import ChatModel
 
     by_model: dict[Path, list[Variant]] = {}
     for v in plan.variants:
         by_model.setdefault(v.model, []).append(v)
     for path, variants in by_model.items():
-        todo = [
-            (v, s)
-            for v in variants
-            for s in plan.setups
-            if any((plan.names[(s, v.name)], q.id) not in done for q in plan.questions)
-        ]
+        todo = [v for v in variants if any(
+            (plan.names[(s, v.name)], q.id) not in done for s in plan.setups for q in plan.questions
+        )]  # fmt: skip
         if not todo:
             continue
         engine = ChatModel(path, n_ctx=plan.n_ctx, verbose=verbose)
         try:
-            for v, setup in todo:
+            for v in todo:
                 if engine.adapters != list(v.adapters):
                     engine.set_adapters(list(v.adapters))
-                name = plan.names[(setup, v.name)]
                 for q in plan.questions:
-                    if (name, q.id) in done:
-                        continue
-                    row = answer_one(engine, plan, setup, q, kb)
-                    on_row(
-                        {
-                            "setup": name,
-                            "model": v.name,
-                            "kind": setup,
-                            "style": plan.style,
-                            "id": q.id,
-                            "question": q.question,
-                            "gold": list(q.golds),
-                            **row,
-                        }
-                    )
+                    for setup in plan.setups:
+                        name = plan.names[(setup, v.name)]
+                        if (name, q.id) not in done:
+                            on_row(
+                                _row(name, v, setup, plan.style, q, answer_one(engine, plan, setup, q, kb))
+                            )
         finally:
             engine.close()
+
+
+def _row(
+    name: str, v: Variant, setup: str, style: str, q: Question, answer: dict[str, Any]
+) -> dict[str, Any]:
+    return {"setup": name, "model": v.name, "kind": setup, "style": style, "id": q.id, "question": q.question,
+            "gold": list(q.golds), **answer}  # fmt: skip
 
 
 def env_note() -> str:
