@@ -38,13 +38,16 @@ class CpuFacts:
     others: float = 0.0  # runnable threads of other processes on our CPUs
 
 
+FREE_SLACK = 0.4  # a CPU counts as free while others use less than 0.6 of it (the tuner checks)
+
+
 def choose_threads(facts: CpuFacts) -> int:
     """One thread per physical core we may use, but no more than the CPUs nobody else is
     running on (and the cgroup quota's whole CPUs); at least one."""
     cap = facts.cores
     if facts.quota is not None:
         cap = min(cap, int(facts.quota + 1e-9))
-    free = int(facts.cpus - facts.others + 1e-9)
+    free = int(facts.cpus - facts.others + FREE_SLACK + 1e-9)
     return max(1, min(cap, free))
 
 
@@ -234,16 +237,64 @@ def busy_others(
     return statistics.median(seen) * share
 
 
+def busy_ticks(stat: Iterable[str], allowed: frozenset[int]) -> int | None:
+    """Busy clock ticks of the allowed CPUs in /proc/stat (user, nice, system, irq, softirq
+    and steal: a hypervisor's steal is CPU we did not get either); None without per-CPU lines."""
+    total, seen = 0, False
+    for line in stat:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in allowed:
+            continue
+        f = [int(x) for x in rest.split()[:8]]
+        if len(f) < 8:
+            continue
+        total += f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
+        seen = True
+    return total if seen else None
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 @dataclass
 class Probes:
-    """Where the facts come from; tests pass fake roots and an affinity function."""
+    """Where the facts come from; tests pass fake roots, an affinity function and clocks.
+
+    Besides the instant sample (``busy_others``), it keeps the CPU others used since its
+    last look (/proc/stat's busy ticks minus our own CPU time over the wall time): a job
+    that sleeps now and then (an indexer between batches) is missed by an instant sample,
+    and a wrong "free" costs far more (5-50x slower tokens) than a wrong "busy" (0.65x).
+    """
 
     proc: Path = PROC
     cgroup: Path = CGROUP
     affinity: Callable[[int], Iterable[int]] | None = None
     online: int | None = None  # CPUs of the machine (default os.cpu_count())
     quota_ttl_s: float = 30.0  # the cgroup walk costs ~0.3 ms and its limit rarely changes
+    clock: Callable[[], float] = time.monotonic
+    own_cpu: Callable[[], float] = _own_cpu_s  # this process's CPU seconds, all threads
+    tick_s: float = 1 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+    min_window_s: float = 0.05  # shorter windows are a few ticks: too coarse to count
     _quota: tuple[float, float | None] | None = field(default=None, init=False, repr=False)
+    _mark: tuple[float, int, float] | None = field(default=None, init=False, repr=False)
+
+    def recent_others(self, allowed: frozenset[int]) -> float | None:
+        """CPUs' worth of work by other processes on our CPUs since the last call (None the
+        first time, or when the window was too short to count); starts the next window."""
+        stat = _read(self.proc / "stat")
+        ticks = busy_ticks(stat.splitlines(), allowed) if stat else None
+        if ticks is None:
+            return None
+        now, own = self.clock(), self.own_cpu()
+        last, self._mark = self._mark, (now, ticks, own)
+        if last is None or now - last[0] < self.min_window_s:
+            if last is not None:
+                self._mark = last  # keep the window growing
+            return None
+        busy = (ticks - last[1]) * self.tick_s - (own - last[2])
+        return max(0.0, busy / (now - last[0]))
 
     def quota(self) -> float | None:
         now = time.monotonic()
@@ -252,13 +303,16 @@ class Probes:
         return self._quota[1]
 
     def facts(self) -> CpuFacts:
+        """The machine now: the busier of the instant sample and the recent average."""
         allowed = allowed_cpus(self.affinity)
         cpus = len(allowed)
+        others = busy_others(cpus, proc=self.proc, online=self.online)
+        recent = self.recent_others(allowed)
         return CpuFacts(
             cpus=cpus,
             cores=_cores_of(allowed, self.proc),
             quota=self.quota(),
-            others=busy_others(cpus, proc=self.proc, online=self.online),
+            others=max(others, recent or 0.0),
         )
 
 
@@ -289,8 +343,10 @@ class BatchThreads:
 
 
 def max_threads(probes: Probes = SYSTEM) -> int:
-    """The most threads ever worth using here: physical cores within the cgroup quota."""
+    """The most threads ever worth using here: physical cores within the cgroup quota.
+    Called when a model loads, it also starts the window of the first recent-use measure."""
     allowed = allowed_cpus(probes.affinity)
+    probes.recent_others(allowed)
     return choose_threads(CpuFacts(len(allowed), _cores_of(allowed, probes.proc), probes.quota()))
 
 
@@ -305,6 +361,7 @@ def tuner_for_answer(probes: Probes = SYSTEM) -> ThreadTuner:
         current=choose_threads(facts),
         hi=choose_threads(replace(facts, others=0.0)),
         busy_start=facts.others > 0,
+        free=lambda: auto_threads(probes),
     )
 
 
@@ -316,9 +373,13 @@ class ThreadTuner:
     transition token, not counted) and keeps the trial when its median token time beats
     the last ``window`` tokens at the current count by ``margin``; otherwise it goes back.
     A kept move is followed soon by another in the same direction while there is room; a
-    rejected one turns the next trial around. The first trial comes early (``first_trial`` tokens) when the
-    answer started on a busy machine, else after ``every`` tokens: on an idle machine a
-    trial at fewer threads costs its tokens' speed, so short answers make none.
+    rejected one turns the next trial around. The first trial comes early (``first_trial``
+    tokens) when the answer started on a busy machine, else after ``every`` tokens: on an
+    idle machine a trial at fewer threads costs its tokens' speed, so short answers make none.
+
+    A thread without a core makes a token 5-50x slower (busy 2-core VM, 2026-11-30), so a
+    trial with more threads is only made when ``free()`` (the probe) says a CPU is free,
+    and any trial token slower than ``abort_factor`` x the current median ends it at once.
     """
 
     current: int
@@ -328,7 +389,9 @@ class ThreadTuner:
     first_trial: int = 8
     every: int = 128
     margin: float = 0.05
+    abort_factor: float = 3.0
     busy_start: bool = False
+    free: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         self.current = max(self.lo, min(self.hi, self.current))
@@ -338,16 +401,24 @@ class ThreadTuner:
         self._down = True
         self._trial: int | None = None  # the count on trial
         self._trial_times: list[float] = []
+        self._base = 0.0  # median token time at the current count when the trial began
         self._skip = False  # the next time is a transition token
 
     def observe(self, seconds: float) -> int:
         """Record the time of the token just decoded; return the count for the next one."""
-        if self._skip:
+        if self._trial is not None:
+            if seconds > self.abort_factor * self._base:
+                self._end_trial(kept=False)
+            elif self._skip:
+                self._skip = False
+            else:
+                self._trial_times.append(seconds)
+                if len(self._trial_times) >= self.window:
+                    self._end_trial(
+                        kept=statistics.median(self._trial_times) < self._base * (1 - self.margin)
+                    )
+        elif self._skip:
             self._skip = False
-        elif self._trial is not None:
-            self._trial_times.append(seconds)
-            if len(self._trial_times) >= self.window:
-                self._finish_trial()
         else:
             self._recent = [*self._recent[-(self.window - 1) :], seconds] if self.window > 1 else [seconds]
             self._since += 1
@@ -358,7 +429,10 @@ class ThreadTuner:
     def _candidate(self) -> int | None:
         down = self.current - 1 if self.current > self.lo else None
         up = self.current + 1 if self.current < self.hi else None
-        return (down if down is not None else up) if self._down else (up if up is not None else down)
+        cand = (down if down is not None else up) if self._down else (up if up is not None else down)
+        if cand is not None and cand > self.current and self.free is not None and self.free() < cand:
+            return down  # no CPU free for one more thread: try one fewer, or nothing
+        return cand
 
     def _start_trial(self) -> None:
         cand = self._candidate()
@@ -366,11 +440,10 @@ class ThreadTuner:
             self._since, self._next = 0, self.every
             return
         self._trial, self._trial_times, self._skip = cand, [], True
+        self._base = statistics.median(self._recent)
 
-    def _finish_trial(self) -> None:
+    def _end_trial(self, *, kept: bool) -> None:
         assert self._trial is not None
-        base = statistics.median(self._recent)
-        kept = statistics.median(self._trial_times) < base * (1 - self.margin)
         went_down = self._trial < self.current
         if kept:
             self.current, self._recent = self._trial, list(self._trial_times)

@@ -15,6 +15,7 @@ from assistant.engine.threads import (
     ThreadTuner,
     auto_threads,
     busy_others,
+    busy_ticks,
     cgroup_quota,
     choose_threads,
     count_cores,
@@ -263,7 +264,7 @@ def test_tuner_ignores_the_transition_token():
     times = {2: 0.020, 1: 0.010}
 
     def seconds_at(n: int, i: int) -> float:
-        return 5.0 if i == 8 else times[n]  # the first token at the new count: a huge outlier
+        return 0.055 if i == 8 else times[n]  # the first token at the new count: an outlier
 
     ran = run_tuner(ThreadTuner(current=2, hi=2, busy_start=True), seconds_at, 40)
     assert ran[8:40] == [1] * 32
@@ -291,3 +292,68 @@ def test_tuner_tie_keeps_the_current_count():
 def test_tuner_with_one_core_never_changes():
     tuner = ThreadTuner(current=1, hi=1, busy_start=True)
     assert set(run_tuner(tuner, lambda n, i: 0.01 * (1 + i % 3), 500)) == {1}
+
+
+def test_tuner_ends_a_trial_at_its_first_very_slow_token():
+    # one more thread than free CPUs: tokens 30x slower (the busy 2-core VM)
+    times = {1: 0.012, 2: 0.400}
+    ran = run_tuner(ThreadTuner(current=1, hi=2, busy_start=True), lambda n, i: times[n], 60)
+    assert ran.count(2) == 1  # the transition token alone
+    assert ran[9:] == [1] * 51
+
+
+def test_tuner_tries_more_threads_only_when_a_cpu_is_free():
+    free = [1]
+    times = {1: 0.012, 2: 0.008}
+    tuner = ThreadTuner(current=1, hi=2, busy_start=True, free=lambda: free[0])
+    assert set(run_tuner(tuner, lambda n, i: times[n], 200)) == {1}  # never tried: no CPU free
+    free[0] = 2
+    ran = run_tuner(tuner, lambda n, i: times[n], 200)
+    assert ran.count(2) > 120 and tuner.current == 2  # tried at its next check, and kept
+
+
+def test_busy_ticks_sums_the_allowed_cpus():
+    stat = [
+        "cpu  300 0 30 500 5 0 3 9 0 0",
+        "cpu0 100 1 10 200 2 0 1 4 0 0",
+        "cpu1 200 2 20 300 3 0 2 5 0 0",
+        "intr 12345",
+    ]
+    assert busy_ticks(stat, frozenset({0})) == 100 + 1 + 10 + 0 + 1 + 4
+    assert busy_ticks(stat, frozenset({0, 1})) == 116 + 229
+    assert busy_ticks(stat, frozenset({5})) is None
+
+
+def test_recent_use_by_others_over_the_last_window(tmp_path):
+    """A job that sleeps at the instant of the sample still counts by its recent CPU use."""
+    proc = fake_proc(tmp_path, running=1)  # the instant sample: nobody else runnable
+    now, own = [0.0], [0.0]
+
+    def stat(busy0: int, busy1: int) -> None:
+        (proc / "stat").write_text(
+            f"cpu  0 0 0 0 0 0 0 0\ncpu0 {busy0} 0 0 9 0 0 0 0\ncpu1 {busy1} 0 0 9 0 0 0 0\n"
+        )
+
+    probes = Probes(
+        proc=proc,
+        cgroup=tmp_path / "cg",
+        affinity=mask(0, 1),
+        online=2,
+        clock=lambda: now[0],
+        own_cpu=lambda: own[0],
+    )
+    stat(0, 0)
+    assert max_threads(probes) == 2  # starts the window
+    now[0], own[0] = 1.0, 0.2  # 1 s later; we used 0.2 s of CPU, the machine 1.1 s
+    stat(60, 50)
+    assert probes.recent_others(frozenset({0, 1})) == pytest.approx(0.9)
+    now[0], own[0] = 2.0, 0.3
+    stat(70, 60)  # the next second: 0.2 s busy, 0.1 of it ours
+    facts = probes.facts()
+    assert facts.others == pytest.approx(0.1)
+    assert choose_threads(facts) == 2
+    now[0] = 2.01  # too short a window to count: the instant sample decides, the window grows
+    assert probes.recent_others(frozenset({0, 1})) is None
+    now[0], own[0] = 3.0, 0.3
+    stat(170, 60)  # a sleeping indexer used a whole CPU over the last second
+    assert auto_threads(probes) == 1
