@@ -246,3 +246,11 @@ def test_a_really_full_disk(tmp_path: Path, model, cli, quant: str) -> None:
         assert len(lines) == 1 and lines[0].startswith("Error: ") and str(out) in lines[0], res.stderr
         assert "disk full" in lines[0] or "wrote nothing" in lines[0], res.stderr
         assert list(small.iterdir()) == []
+
+
+@pytest.mark.parametrize("threads", ["0", "lots"])
+def test_bad_thread_count(tmp_path: Path, model, cli, threads) -> None:
+    """#17: --threads auto|N, as in the assistant's commands."""
+    out = tmp_path / "o.gguf"
+    res = cli("convert", str(model.path), "-o", str(out), "--threads", threads)
+    assert_refused(res, out, "--threads expects 'auto' or a whole number >= 1")
