@@ -13,6 +13,7 @@ give them fake /proc and /sys trees.
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -22,6 +23,8 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import UsageError
+
+log = logging.getLogger(__name__)
 
 PROC = Path("/proc")
 CGROUP = Path("/sys/fs/cgroup")
@@ -39,6 +42,7 @@ class CpuFacts:
 
 
 FREE_SLACK = 0.4  # a CPU counts as free while others use less than 0.6 of it (the tuner checks)
+BUSY_START = 0.2  # others' CPUs from which an answer's first trial comes early (daemons use less)
 
 
 def choose_threads(facts: CpuFacts) -> int:
@@ -357,10 +361,11 @@ def tuner_for_answer(probes: Probes = SYSTEM) -> ThreadTuner:
     """The count to start an answer with (its prompt is read with it too) and the tuner
     that adapts it while tokens are generated."""
     facts = probes.facts()
+    log.debug("threads: %s -> %d", facts, choose_threads(facts))
     return ThreadTuner(
         current=choose_threads(facts),
         hi=choose_threads(replace(facts, others=0.0)),
-        busy_start=facts.others > 0,
+        busy_start=facts.others >= BUSY_START,
         free=lambda: auto_threads(probes),
     )
 

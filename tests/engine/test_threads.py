@@ -201,6 +201,8 @@ def test_auto_threads_from_fake_machine(tmp_path):
     tuner = tuner_for_answer(probes)
     assert (tuner.current, tuner.hi, tuner.busy_start) == (1, 2, True)
     set_running(proc, 1)
+    assert tuner_for_answer(probes).busy_start is False  # idle: the first trial waits 128 tokens
+    set_running(proc, 1)
     assert auto_threads(Probes(proc=proc, cgroup=tmp_path / "cgroup", affinity=mask(1), online=2)) == 1
 
 
