@@ -71,6 +71,10 @@ def _register() -> None:
 
     cli.add_command(bundle.bundle_command)
 
+    from .commands import finetune
+
+    cli.add_command(finetune.finetune_command)
+
 
 _register()
 

@@ -90,7 +90,8 @@ class LlamaModel:
         init_backend(_verbose)
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
-        params.use_mmap = use_mmap
+        if not use_mmap:  # llama.h has no use_mmap field (ctypes would take the name silently): load_mode
+            params.load_mode = L.LLAMA_LOAD_MODE_NONE  # weights in writable memory (training writes them)
         self.path = path
         self._ptr = L.llama_model_load_from_file(str(path).encode(), params)
         if not self._ptr:

@@ -1,0 +1,192 @@
+"""`assistant finetune`: train on the device with llama.cpp's own optimizer, write a PEFT + GGUF LoRA and a recipe."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from .options import threads_option
+
+if TYPE_CHECKING:
+    from ..finetune.train import Progress
+    from .context import AppContext
+
+
+@click.command("finetune")
+@click.argument("base", metavar="BASE")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Training data, repeatable: documents (txt, md, html, pdf...) or JSONL of {messages} chats or "
+    "{question, context, answer} (rendered with the model's chat template).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory for the adapter (PEFT + GGUF LoRA), the recipe, the checkpoint and the record.",
+)
+@click.option(
+    "--train",
+    "train_spec",
+    default="last:4",
+    show_default=True,
+    metavar="SPEC",
+    help="What trains: last:N layers, A-B (a layer range), all; attn and/or ffn matrices "
+    "(comma-separated, e.g. last:2,attn). Embeddings, norms and the head stay frozen.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the data."
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Peak learning rate (AdamW); warms up linearly, then cosine decay to a tenth.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Share of the steps spent warming up.",
+)
+@click.option(
+    "--val-split",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of the windows held out for validation (the last ones).",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Stop after this many epochs without a better validation loss (0: never).",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=256),
+    default=256,
+    show_default=True,
+    help="Tokens per training window (a multiple of 256).",
+)
+@click.option(
+    "--rank",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="LoRA rank of the extracted adapter (truncated SVD of the weight change).",
+)
+@click.option("--quant", default="Q8_0", show_default=True, help="Quantization the recipe builds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Order of the windows each epoch.")
+@click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint (same base, data and settings).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with losses, speed and paths.")
+@threads_option
+@click.pass_obj
+def finetune_command(
+    app: AppContext,
+    base: str,
+    data: tuple[Path, ...],
+    out_dir: Path,
+    train_spec: str,
+    epochs: int,
+    lr: float,
+    warmup: float,
+    val_split: float,
+    patience: int,
+    window: int,
+    rank: int,
+    quant: str,
+    seed: int,
+    resume: bool,
+    as_json: bool,
+    threads: int | None,
+) -> None:
+    """Fine-tune BASE (a model name, .gguf or Hugging Face directory) on --data with llama.cpp's optimizer.
+
+    HF and quantized bases are converted once to an F32 working copy (kept in the model home's
+    finetune/ folder). DIR receives the PEFT LoRA (adapter_config.json, adapter_model.safetensors),
+    its GGUF LoRA (adapter.gguf), a build recipe (DIR/DIR.toml), training.json and checkpoint/.
+    Ctrl+C saves a checkpoint; --resume continues from it.
+    """
+    from .. import interrupt
+    from ..engine.threads import auto_threads
+    from ..finetune.train import Settings, run
+
+    base_path = _resolve_base(app, base)
+    settings = Settings(train_spec, epochs, lr, warmup, 0.1, window, val_split, patience, rank, quant, seed)
+    bar = _ProgressLine() if sys.stderr.isatty() else None
+    with interrupt.handling():
+        try:
+            summary = run(
+                base_path,
+                base_path,
+                list(data),
+                out_dir.expanduser().absolute(),
+                settings,
+                cache_dir=app.home.root / "finetune",
+                threads=threads or auto_threads(),
+                resume=resume,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"train loss {_f(summary['train_loss_first'])} -> {_f(summary['train_loss_last'])}, "
+        f"validation {_f(summary['val_loss_first'])} -> {_f(summary['val_loss_last'])}, "
+        f"{_f(summary['train_tokens_per_s'], 1)} tok/s, {summary['seconds']:.0f} s"
+    )
+    share = summary["adapter"]["share_kept"]
+    click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change; wrote {out_dir}")
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _resolve_base(app: AppContext, spec: str) -> Path:
+    """A Hugging Face directory or .gguf path as is; otherwise a model name in the home."""
+    from ..models.catalog import resolve_model
+
+    p = Path(spec).expanduser()
+    if p.is_dir() or p.is_file():
+        return p.absolute()
+    return resolve_model(spec, app.home).absolute()
+
+
+class _ProgressLine:
+    """One line on stderr at a terminal: epoch, step, loss, lr, tokens/s, ETA."""
+
+    def __init__(self) -> None:
+        self._open = False
+
+    def __call__(self, p: Progress) -> None:
+        sys.stderr.write(
+            f"\r\x1b[2Kepoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps}  loss {p.loss:.4f}  "
+            f"lr {p.lr:.2e}  {p.tokens_per_s:.0f} tok/s  ETA {p.eta_s:.0f}s"
+        )
+        sys.stderr.flush()
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()

@@ -1,0 +1,382 @@
+"""The fine-tuning loop: an F32 working copy, which tensors train, lr warm-up and decay, epochs,
+early stopping on validation loss, a checkpoint each epoch (and on Ctrl+C), --resume, and the
+adapter, GGUF LoRA and recipe written at the end.
+
+Losses: ``train_loss`` of an epoch is the mean of its steps (each window's loss just before its
+step); ``val_loss_first`` is measured before any step, every later one after an epoch. A resume
+reloads the checkpointed weights; AdamW's moments are not saved by llama.cpp's API, so they start
+again from zero (the warm-up does not repeat).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import interrupt
+from ..errors import UsageError
+from ..io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+ATTN = ("attn_q", "attn_k", "attn_v", "attn_output")
+FFN = ("ffn_gate", "ffn_up", "ffn_down")
+_BLK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.weight$")
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class Settings:
+    """Everything that decides the result (a resume must match these, except epochs)."""
+
+    train: str = "last:4"
+    epochs: int = 1
+    lr: float = 1e-5
+    warmup: float = 0.1  # share of all steps spent warming up linearly from 0
+    lr_min: float = 0.1  # cosine decay ends at lr * lr_min
+    window: int = 256
+    val_split: float = 0.1
+    patience: int = 1  # epochs without a better validation loss before stopping (0: never stop early)
+    rank: int = 16
+    quant: str = "Q8_0"
+    seed: int = 0
+
+
+@dataclass
+class Progress:
+    epoch: int
+    epochs: int
+    step: int  # steps done in this run and before
+    steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    eta_s: float
+
+
+@dataclass
+class State:
+    """The checkpoint's record: where training stands (written with checkpoint/model.gguf)."""
+
+    key: str
+    epoch: int = 0  # epochs completed
+    next_window: int = 0  # within the current epoch
+    step: int = 0
+    train_losses: list[float] = field(default_factory=list)  # one mean per finished epoch
+    epoch_loss_sum: float = 0.0  # of the unfinished epoch
+    val_losses: list[float] = field(default_factory=list)  # [before, after epoch 1, ...]
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    stopped_early: bool = False
+
+
+def parse_train(spec: str, n_layer: int) -> tuple[list[int], tuple[str, ...]]:
+    """``--train``: comma-separated ``last:N``, ``A-B`` (layers), ``all``, ``attn``, ``ffn``.
+    Layers default to all, matrices to attn and ffn."""
+    layers: set[int] = set()
+    kinds: list[str] = []
+    for raw in spec.split(","):
+        item = raw.strip().lower()
+        if m := re.fullmatch(r"last:(\d+)", item):
+            n = int(m.group(1))
+            if not 1 <= n <= n_layer:
+                raise UsageError(f"--train {item}: expected 1 to {n_layer} layers (the model has {n_layer})")
+            layers.update(range(n_layer - n, n_layer))
+        elif m := re.fullmatch(r"(?:layers:)?(\d+)-(\d+)", item):
+            a, b = int(m.group(1)), int(m.group(2))
+            if not 0 <= a <= b < n_layer:
+                raise UsageError(f"--train {item}: expected a layer range within 0-{n_layer - 1}")
+            layers.update(range(a, b + 1))
+        elif item == "all":
+            layers.update(range(n_layer))
+        elif item in ("attn", "ffn"):
+            kinds.append(item)
+        else:
+            raise UsageError(
+                f"--train {raw.strip()!r}: expected last:N, A-B, all, attn or ffn (comma-separated)"
+            )
+    return sorted(layers or range(n_layer)), tuple(kinds or ("attn", "ffn"))
+
+
+def trainable(names: list[str], spec: str, n_layer: int) -> list[str]:
+    """The GGUF weight matrices ``--train`` selects (norms, embeddings and the head never train)."""
+    layers, kinds = parse_train(spec, n_layer)
+    want = {k for kind in kinds for k in (ATTN if kind == "attn" else FFN)}
+    out = []
+    for name in names:
+        m = _BLK.match(name)
+        if m and int(m.group(1)) in layers and m.group(2) in want:
+            out.append(name)
+    if not out:
+        raise UsageError(f"--train {spec}: selects no weight matrix of this model")
+    return out
+
+
+def lr_at(step: int, steps: int, s: Settings) -> float:
+    """Linear warm-up over the first ``warmup`` share of the steps, then cosine decay to lr * lr_min."""
+    warm = max(1, math.ceil(s.warmup * steps)) if s.warmup > 0 else 0
+    if step < warm:
+        return s.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, steps - warm)
+    return s.lr * (s.lr_min + (1 - s.lr_min) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def working_copy(base: Path, cache_dir: Path) -> Path:
+    """An F32 GGUF of the base (llama.cpp trains F32 weights only): the base itself when it is one,
+    else made once by our convert and kept in ``cache_dir``."""
+    from convert.api import convert_model
+
+    from ..models.gguf_info import read_gguf_info
+
+    if base.is_file() and base.suffix == ".gguf" and read_gguf_info(base).get("general.file_type") == 0:
+        return base
+    files = sorted(p for p in (base.rglob("*") if base.is_dir() else [base]) if p.is_file())
+    h = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    out = cache_dir / f"{base.stem}-{h.hexdigest()[:16]}.f32.gguf"
+    if not out.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        log.info("converting %s to an F32 working copy %s", base, out)
+        convert_model(base, out, quant="F32")
+    return out
+
+
+def _settings_key(work: Path, data_files: list[dict[str, Any]], s: Settings) -> str:
+    st = work.stat()
+    d = asdict(s)
+    d.pop("epochs")
+    d.pop("patience")
+    d.pop("rank")
+    d.pop("quant")
+    blob = json.dumps([str(work), st.st_size, [f["sha256"] for f in data_files], d], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _load_state(out_dir: Path, key: str) -> State:
+    path = out_dir / CHECKPOINT / "state.json"
+    if not (path.is_file() and (out_dir / CHECKPOINT / "model.gguf").is_file()):
+        raise UsageError(f"--resume: no checkpoint in {out_dir / CHECKPOINT}; run without --resume to start")
+    try:
+        state = State(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"--resume: {path} is not a checkpoint record ({exc})") from exc
+    if state.key != key:
+        raise UsageError(
+            f"--resume: the checkpoint in {out_dir / CHECKPOINT} was made from another base, data or settings; "
+            "use the same ones, or start again without --resume"
+        )
+    return state
+
+
+def _save(trainer: Any, out_dir: Path, state: State) -> None:
+    """Weights first, then the record that points at them (a kill between leaves the previous pair usable
+    only if the record is older: the record names the epoch the weights reached)."""
+    from convert.writer import atomic_path
+
+    ck = out_dir / CHECKPOINT
+    ck.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ck / "model.gguf") as tmp:
+        trainer.save(tmp)
+    atomic_write_text(ck / "state.json", json.dumps(asdict(state), indent=1) + "\n")
+
+
+def run(
+    base: Path,
+    base_spec: Path,
+    data: list[Path],
+    out_dir: Path,
+    settings: Settings,
+    *,
+    cache_dir: Path,
+    threads: int,
+    resume: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune, checkpoint, extract; returns the summary ``assistant finetune --json`` prints."""
+    from ..engine.template import ChatTemplate
+    from ..models.gguf_info import read_gguf_info
+    from . import adapter as adp
+    from . import data as dat
+    from .llama_opt import Trainer
+
+    started = time.monotonic()
+    s = settings
+    if s.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {s.epochs}")
+    if not (s.lr > 0 and math.isfinite(s.lr)):
+        raise UsageError(f"--lr must be a positive number, got {s.lr}")
+    work = working_copy(base, cache_dir)
+    info = read_gguf_info(work)
+    arch = info.get("general.architecture")
+    n_layer = int(info.get(f"{arch}.block_count"))
+    from gguf import GGUFReader
+
+    names = trainable([t.name for t in GGUFReader(work).tensors], s.train, n_layer)
+    template_src = info.get("tokenizer.chat_template")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ck_model = out_dir / CHECKPOINT / "model.gguf"
+    trainer = Trainer(work, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
+    try:
+        template = ChatTemplate(template_src, "gguf", "", "", work.name) if template_src else None
+
+        def render(msgs: list[dict[str, str]]) -> str:
+            if template is None:
+                raise UsageError(f"{base_spec.name} has no chat template; JSONL chat data needs one")
+            return template.render(msgs, add_generation_prompt=False)
+
+        ds = dat.load(
+            data,
+            window=trainer.window,
+            val_split=s.val_split,
+            tokenize=lambda t: trainer.tokenize(t, add_special=True),
+            render=render,
+        )
+        key = _settings_key(work, ds.files, s)
+        state = _load_state(out_dir, key) if resume else State(key)
+        if resume:
+            trainer.close()
+            trainer = Trainer(ck_model, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
+        _train(trainer, ds, s, state, out_dir, progress)
+        tuned = ck_model
+    finally:
+        trainer.close()
+    extraction = adp.extract_lora(work, tuned, names, out_dir, rank=s.rank, base_name=base_spec.name)
+    from convert.api import convert_adapter
+
+    lora = convert_adapter(out_dir, work, out_dir / "adapter.gguf", outtype="f32")
+    recipe = adp.write_recipe(out_dir, base_spec, s.quant)
+    summary = _summary(state, ds, s, names, extraction.as_dict(), threads, time.monotonic() - started)
+    summary["paths"] = {
+        "adapter_dir": str(out_dir),
+        "adapter_config": str(out_dir / "adapter_config.json"),
+        "adapter_model": str(out_dir / "adapter_model.safetensors"),
+        "gguf_lora": str(lora.out),
+        "recipe": str(recipe),
+        "checkpoint": str(ck_model),
+        "working_copy": str(work),
+        "record": str(out_dir / "training.json"),
+    }
+    record = dict(summary, data=ds.files, settings=asdict(s), versions=_versions())
+    atomic_write_text(out_dir / "training.json", json.dumps(record, indent=1) + "\n")
+    return summary
+
+
+def _train(
+    trainer: Any,
+    ds: Any,
+    s: Settings,
+    state: State,
+    out_dir: Path,
+    progress: Callable[[Progress], None] | None,
+) -> None:
+    """Epochs of one step a window; a checkpoint after each; Ctrl+C checkpoints where it stands."""
+    n_train = len(ds.train)
+    steps = n_train * s.epochs
+    if not state.val_losses:
+        state.val_losses.append(trainer.evaluate(ds.val))
+    run_started, run_tokens = time.monotonic(), 0
+    try:
+        while state.epoch < s.epochs and not state.stopped_early:
+            order = np.random.default_rng(s.seed + state.epoch).permutation(n_train)
+            while state.next_window < n_train:
+                lr = lr_at(state.step, steps, s)
+                trainer.set_lr(lr)
+                loss = trainer.train_step(ds.train[order[state.next_window]])
+                state.epoch_loss_sum += loss
+                state.next_window += 1
+                state.step += 1
+                run_tokens += trainer.window
+                state.train_tokens += trainer.window
+                if progress is not None:
+                    el = time.monotonic() - run_started
+                    tps = run_tokens / el if el > 0 else 0.0
+                    left = (steps - state.step) * trainer.window / tps if tps else 0.0
+                    progress(Progress(state.epoch + 1, s.epochs, state.step, steps, loss, lr, tps, left))
+                interrupt.check()
+            state.train_seconds += time.monotonic() - run_started
+            run_started, run_tokens = time.monotonic(), 0
+            state.train_losses.append(state.epoch_loss_sum / n_train)
+            state.val_losses.append(trainer.evaluate(ds.val))
+            state.epoch, state.next_window, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
+            state.stopped_early = _no_better(state.val_losses, s.patience)
+            _save(trainer, out_dir, state)
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f",
+                state.epoch,
+                state.train_losses[-1],
+                state.val_losses[-1],
+            )
+    except KeyboardInterrupt:
+        state.train_seconds += time.monotonic() - run_started
+        _save(trainer, out_dir, state)  # the weights after the last whole step
+        log.warning("interrupted: saved a checkpoint in %s; --resume continues", out_dir / CHECKPOINT)
+        raise
+
+
+def _no_better(val: list[float], patience: int) -> bool:
+    """Early stopping: the last ``patience`` epochs did not beat the best validation loss before them."""
+    finite = [v for v in val if math.isfinite(v)]
+    if patience < 1 or len(finite) <= patience:
+        return False
+    return min(finite[-patience:]) >= min(finite[:-patience])
+
+
+def _nan_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def _summary(
+    state: State,
+    ds: Any,
+    s: Settings,
+    names: list[str],
+    extraction: dict[str, Any],
+    threads: int,
+    seconds: float,
+) -> dict[str, Any]:
+    return {
+        "train_loss_first": _nan_none(state.train_losses[0] if state.train_losses else None),
+        "train_loss_last": _nan_none(state.train_losses[-1] if state.train_losses else None),
+        "train_losses": state.train_losses,
+        "val_loss_first": _nan_none(state.val_losses[0] if state.val_losses else None),
+        "val_loss_last": _nan_none(state.val_losses[-1] if state.val_losses else None),
+        "val_losses": [_nan_none(v) for v in state.val_losses],
+        "epochs_done": state.epoch,
+        "stopped_early": state.stopped_early,
+        "steps": state.step,
+        "train_windows": len(ds.train),
+        "val_windows": len(ds.val),
+        "window": s.window,
+        "train_tokens": state.train_tokens,
+        "train_tokens_per_s": state.train_tokens / state.train_seconds if state.train_seconds else None,
+        "threads": threads,
+        "trained_tensors": len(names),
+        "adapter": extraction,
+        "seconds": seconds,
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    from .. import __version__
+
+    out = {"edge-assistant": __version__}
+    for dist in ("llama_cpp_python", "numpy", "gguf", "safetensors"):
+        try:
+            out[dist] = version(dist)
+        except Exception:
+            out[dist] = "unknown"
+    return out
