@@ -1,0 +1,180 @@
+"""`assistant finetune` as a command: --help, --json, one-line errors for bad data, resume after a kill or Ctrl+C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.finetune import corpus_text
+from support.interrupting import run_and_interrupt, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _args(base: Path, out: Path, *data: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    args = ["finetune", str(base), "-o", str(out), "--threads", "1", "--train", "last:1", "--lr", "1e-3"]
+    for d in data:
+        args += ["--data", str(d)]
+    return [*args, *extra]
+
+
+def test_help(run_cli: Any) -> None:
+    r = run_cli("finetune", "--help")
+    assert r.returncode == 0
+    for opt in ("--data", "--train", "--epochs", "--lr", "--rank", "--resume", "--json", "last:N"):
+        assert opt in r.stdout
+
+
+def test_json_summary(run_cli: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = run_cli(
+        *_args(tiny_hf, out, doc, extra=("--epochs", "2", "--rank", "4", "--json")), home=home, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    s = json.loads(lines[0])
+    for key in (
+        "train_loss_first",
+        "train_loss_last",
+        "val_loss_first",
+        "val_loss_last",
+        "train_tokens_per_s",
+        "seconds",
+    ):
+        assert isinstance(s[key], float), key
+    assert s["train_loss_last"] < s["train_loss_first"] and s["val_loss_last"] < s["val_loss_first"]
+    assert s["adapter"]["rank"] == 4 and 0 < s["adapter"]["share_kept"] < 1
+    for key in ("adapter_config", "adapter_model", "gguf_lora", "recipe"):
+        assert Path(s["paths"][key]).is_file() and Path(s["paths"][key]).parent == out
+    assert (home / "finetune").is_dir()  # the F32 working copy of the HF base, made once
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.txt", "", "empty.txt is empty (no text to train on)"),
+        ("short.txt", "Just a few words.", "too short for one 256-token window"),
+        ("keys.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n{"prompt": "q", "completion": "a"}\n',
+         "keys.jsonl:2: expected 'messages' or non-empty 'question', 'context', 'answer' strings, got ['completion', 'prompt']"),
+        ("broken.jsonl", '{"question": "q", "context": "c", "answer": "a"}\n{"question": \n', "broken.jsonl:2: not valid JSON"),
+        ("blank.jsonl", "\n\n", "blank.jsonl is empty"),
+    ],
+)  # fmt: skip
+def test_bad_data_is_one_line(
+    run_cli: Any, tiny_hf: Path, home: Path, tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    data = _write(tmp_path / name, content)
+    r = run_cli(*_args(tiny_hf, tmp_path / "out", data), home=home, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_train_spec_is_one_line(
+    run_cli: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path
+) -> None:
+    r = run_cli(*_args(tiny_hf, tmp_path / "out", doc, extra=("--train", "last:9")), home=home, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "Error: --train last:9: expected 1 to 2 layers (the model has 2)"
+
+
+def test_chat_jsonl_trains(run_cli: Any, tiny_hf: Path, home: Path, tmp_path: Path) -> None:
+    """Both JSONL layouts go through the chat template; enough of them make windows to train on."""
+    rows = []
+    for i in range(60):
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What is {i} plus {i}?"},
+                    {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."},
+                ]
+            }
+        )
+        rows.append({"question": f"Which number is item {i}?", "context": corpus_text(1)[: 200 + i],
+                     "answer": str(i)})  # fmt: skip
+    data = _write(tmp_path / "chats.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    r = run_cli(
+        *_args(tiny_hf, tmp_path / "out", data, extra=("--json", "--rank", "2")), home=home, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["train_windows"] >= 5 and s["train_loss_first"] > 0
+
+
+def _state(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / "checkpoint" / "state.json").read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture
+def long_doc(tmp_path: Path) -> Path:
+    return _write(tmp_path / "long.txt", corpus_text(12))  # about 80 windows: a few seconds an epoch
+
+
+def test_resume_after_kill_continues_from_the_checkpoint(
+    run_cli: Any, cli_env: Any, tiny_hf: Path, long_doc: Path, home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = _args(tiny_hf, out, long_doc, extra=("--epochs", "3", "--patience", "0", "--json"))
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", *args], env=cli_env(home), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: ((st := _state(out)) is not None and st["epoch"] >= 1) or proc.poll() is not None, 300,
+                   "the first epoch's checkpoint")  # fmt: skip
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed = _state(out)
+    assert killed is not None and proc.returncode == -signal.SIGKILL
+    assert 1 <= killed["epoch"] < 3, killed
+    assert not (out / "adapter_config.json").exists()  # it never got that far
+    r = run_cli(*args, "--resume", home=home, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["epochs_done"] == 3 and len(s["train_losses"]) == 3
+    assert s["train_losses"][: killed["epoch"]] == killed["train_losses"]  # kept, not trained again
+    assert s["val_losses"][: killed["epoch"] + 1] == pytest.approx(killed["val_losses"])
+    assert s["steps"] == 3 * s["train_windows"]
+    assert s["val_loss_last"] < s["val_loss_first"]
+
+
+def test_ctrl_c_saves_and_resume_finishes(
+    cli_env: Any, run_cli: Any, tiny_hf: Path, long_doc: Path, home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = _args(tiny_hf, out, long_doc, extra=("--epochs", "2", "--patience", "0", "--json"))
+    st: dict[str, Any] = {}
+
+    def mid_second_epoch() -> bool:
+        nonlocal st
+        st = _state(out) or {}
+        return st.get("epoch", 0) >= 1
+
+    got = run_and_interrupt([sys.executable, "-m", "assistant", *args], busy=mid_second_epoch, env=cli_env(home),
+                            cwd=ROOT, logs=tmp_path / "logs")  # fmt: skip
+    assert got.returncode == 130, got.stderr
+    saved = _state(out)
+    assert saved is not None and saved["epoch"] == 1 and saved["next_window"] >= 1, saved
+    assert "--resume continues" in got.stderr
+    r = run_cli(*args, "--resume", home=home, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["epochs_done"] == 2 and s["steps"] == 2 * s["train_windows"]

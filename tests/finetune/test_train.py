@@ -1,0 +1,161 @@
+"""Fine-tuning a tiny generated model with llama.cpp's optimizer: loss, frozen tensors, the adapter, the recipe."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support.finetune import logits
+
+from assistant.finetune import train
+from assistant.finetune.adapter import read_f32
+
+ALL_TENSORS = [
+    "token_embd.weight",
+    "output.weight",
+    "output_norm.weight",
+    *(f"blk.{i}.{n}.weight" for i in range(2) for n in ("attn_norm", "ffn_norm", *train.ATTN, *train.FFN)),
+]
+
+
+@dataclass
+class Trained:
+    summary: dict[str, Any]
+    out: Path
+    work: Path
+    tuned: Path
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path, doc: Path) -> Trained:
+    """Three epochs of the last layer at lr 1e-3, adapter at full rank (64: the widest the tiny matrices allow)."""
+    tmp = tmp_path_factory.mktemp("ft-run")
+    out = tmp / "tuned"
+    settings = train.Settings(train="last:1", epochs=3, lr=1e-3, rank=64, quant="F32", patience=0)
+    summary = train.run(
+        tiny_hf, tiny_hf, [doc], out, settings, cache_dir=tmp / "home" / "finetune", threads=1
+    )
+    return Trained(
+        summary, out, Path(summary["paths"]["working_copy"]), out / "checkpoint" / "model.gguf", tmp / "home"
+    )
+
+
+def test_loss_goes_down(trained: Trained) -> None:
+    s = trained.summary
+    assert s["epochs_done"] == 3 and len(s["train_losses"]) == 3 and len(s["val_losses"]) == 4
+    assert s["train_loss_last"] < s["train_loss_first"] - 0.5, s["train_losses"]
+    assert s["val_loss_last"] < s["val_loss_first"] - 0.5, s["val_losses"]
+    assert s["train_windows"] >= 10 and s["val_windows"] >= 1
+    assert s["train_tokens"] == 3 * s["train_windows"] * 256
+    assert s["train_tokens_per_s"] > 0 and s["seconds"] > 0
+    for key in ("adapter_config", "adapter_model", "gguf_lora", "recipe", "checkpoint", "record"):
+        assert Path(s["paths"][key]).is_file(), key
+    record = json.loads((trained.out / "training.json").read_text())
+    assert record["data"][0]["sha256"] and record["settings"]["lr"] == 1e-3 and record["versions"]["gguf"]
+
+
+def test_frozen_tensors_are_bit_identical(trained: Trained) -> None:
+    """--train last:1 trains the 7 matrices of block 1; everything else (block 0, norms, embeddings, head) is untouched."""
+    before, after = read_f32(trained.work, ALL_TENSORS), read_f32(trained.tuned, ALL_TENSORS)
+    trainable = {f"blk.1.{n}.weight" for n in (*train.ATTN, *train.FFN)}
+    for name in ALL_TENSORS:
+        same = np.array_equal(before[name].view(np.uint32), after[name].view(np.uint32))
+        assert same == (name not in trainable), name
+    assert trained.summary["trained_tensors"] == 7
+
+
+def test_full_rank_adapter_merged_by_convert_reproduces_the_fine_tune(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """The PEFT adapter at full rank, merged into the base by our convert, gives the fine-tuned model's logits.
+
+    Tolerance: 1e-4 of the logits' range (F32 SVD reconstruction and the merge's own rounding); the
+    change itself moves the logits by far more (checked), so this cannot pass by accident."""
+    from convert.api import convert_model
+
+    a = trained.summary["adapter"]
+    assert a["rank"] == 64 and a["share_kept"] == pytest.approx(1.0, abs=1e-9)
+    assert a["share_by_rank"]["1"] < a["share_by_rank"]["8"] < a["share_by_rank"]["64"] == pytest.approx(1.0)
+    merged = tmp_path / "merged.gguf"
+    convert_model(trained.work, merged, adapters=[(str(trained.out), 1.0)], quant="F32")
+    ids = list(range(3, 120))
+    ref, got, base = logits(trained.tuned, ids), logits(merged, ids), logits(trained.work, ids)
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() < 1e-4 * scale
+    assert np.abs(base - ref).max() > 100 * np.abs(got - ref).max()  # the fine-tune did change the logits
+    lora = logits(
+        trained.work, ids, lora=Path(trained.summary["paths"]["gguf_lora"])
+    )  # the GGUF LoRA at run time
+    assert np.abs(lora - ref).max() < 1e-3 * scale
+
+
+def test_low_rank_keeps_less_of_the_change(trained: Trained, tmp_path: Path) -> None:
+    from assistant.finetune.adapter import extract_lora
+
+    names = [f"blk.1.{n}.weight" for n in (*train.ATTN, *train.FFN)]
+    ex = extract_lora(trained.work, trained.tuned, names, tmp_path / "r2", rank=2, base_name="tiny")
+    assert 0 < ex.share_kept < 0.9 and ex.share_kept == pytest.approx(ex.share_by_rank[2])
+    cfg = json.loads((tmp_path / "r2" / "adapter_config.json").read_text())
+    assert cfg["r"] == 2 and cfg["lora_alpha"] == 2 and cfg["rank_pattern"] == {}
+    assert set(cfg["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+
+
+def test_recipe_rebuilds_base_plus_adapter(trained: Trained, run_cli: Any) -> None:
+    """`assistant build` on the written recipe merges base + adapter: the fine-tune's logits again."""
+    recipe = trained.out / "tuned.toml"
+    r = run_cli("build", str(recipe), "--json", home=trained.home, timeout=300)
+    assert r.returncode == 0, r.stderr
+    built = Path(json.loads(r.stdout.strip().splitlines()[-1])["output"])
+    ids = list(range(3, 60))
+    ref, got = logits(trained.tuned, ids), logits(built, ids)
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_train_selection() -> None:
+    assert train.parse_train("last:2", 30) == (list(range(28, 30)), ("attn", "ffn"))
+    assert train.parse_train("3-5,attn", 30) == ([3, 4, 5], ("attn",))
+    assert train.parse_train("attn,ffn", 4) == ([0, 1, 2, 3], ("attn", "ffn"))
+    names = [f"blk.{i}.{n}.weight" for i in range(2) for n in ("attn_norm", *train.ATTN, *train.FFN)]
+    assert train.trainable([*names, "token_embd.weight", "output.weight"], "last:1,ffn", 2) == [
+        "blk.1.ffn_gate.weight",
+        "blk.1.ffn_up.weight",
+        "blk.1.ffn_down.weight",
+    ]
+    for bad, msg in (
+        ("last:0", "expected 1 to 2"),
+        ("last:3", "expected 1 to 2"),
+        ("1-4", "within 0-1"),
+        ("mlp", "expected last:N"),
+    ):
+        with pytest.raises(train.UsageError, match=msg):
+            train.parse_train(bad, 2)
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    s = train.Settings(lr=1e-3, warmup=0.1, lr_min=0.1)
+    lrs = [train.lr_at(i, 100, s) for i in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:10]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
+
+
+def test_early_stopping() -> None:
+    assert train._no_better([5.0, 4.0, 4.5], patience=1)
+    assert not train._no_better([5.0, 4.0, 3.9], patience=1)
+    assert not train._no_better([5.0, 4.0, 4.5], patience=2)
+    assert not train._no_better([5.0, 4.0, 4.5], patience=0)
