@@ -223,7 +223,13 @@ def run(
     n_layer = int(info.get(f"{arch}.block_count"))
     from gguf import GGUFReader
 
-    names = trainable([t.name for t in GGUFReader(work).tensors], s.train, n_layer)
+    types = {t.name: t.tensor_type.name for t in GGUFReader(work).tensors}
+    names = trainable(list(types), s.train, n_layer)
+    not_f32 = [n for n in names if types[n] != "F32"]
+    if not_f32:  # llama.cpp trains F32 weights only (it would abort)
+        raise UsageError(
+            f"{work}: {not_f32[0]} is {types[not_f32[0]]}; training needs F32 weights (give the HF base)"
+        )
     template_src = info.get("tokenizer.chat_template")
     out_dir.mkdir(parents=True, exist_ok=True)
     ck_model = out_dir / CHECKPOINT / "model.gguf"
@@ -292,13 +298,8 @@ def _train(
             order = np.random.default_rng(s.seed + state.epoch).permutation(n_train)
             while state.next_window < n_train:
                 lr = lr_at(state.step, steps, s)
-                trainer.set_lr(lr)
-                loss = trainer.train_step(ds.train[order[state.next_window]])
-                state.epoch_loss_sum += loss
-                state.next_window += 1
-                state.step += 1
+                loss = _step(trainer, ds.train[order[state.next_window]], lr, state)
                 run_tokens += trainer.window
-                state.train_tokens += trainer.window
                 if progress is not None:
                     el = time.monotonic() - run_started
                     tps = run_tokens / el if el > 0 else 0.0
@@ -323,6 +324,18 @@ def _train(
         _save(trainer, out_dir, state)  # the weights after the last whole step
         log.warning("interrupted: saved a checkpoint in %s; --resume continues", out_dir / CHECKPOINT)
         raise
+
+
+@interrupt.c_callback  # not called from C, but deferred alike: a Ctrl+C never splits a step from its record
+def _step(trainer: Any, window: np.ndarray, lr: float, state: State) -> float:
+    """One optimizer step and its record in the state (a checkpoint then names exactly the steps its weights hold)."""
+    trainer.set_lr(lr)
+    loss = float(trainer.train_step(window))
+    state.epoch_loss_sum += loss
+    state.next_window += 1
+    state.step += 1
+    state.train_tokens += trainer.window
+    return loss
 
 
 def _no_better(val: list[float], patience: int) -> bool:
