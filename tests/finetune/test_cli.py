@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,3 +179,33 @@ def test_ctrl_c_saves_and_resume_finishes(
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["epochs_done"] == 2 and s["steps"] == 2 * s["train_windows"]
+
+
+def test_progress_at_a_terminal_only(
+    cli_env: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path
+) -> None:
+    """Loss, tokens/s and the time left on stderr at a terminal (a pty); nothing but the result on a pipe."""
+    import pty
+
+    args = [sys.executable, "-m", "assistant", *_args(tiny_hf, tmp_path / "out", doc)]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(home), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    stdout = proc.stdout.read().decode() if proc.stdout else ""
+    assert proc.wait(timeout=300) == 0
+    shown = seen.decode(errors="replace")
+    assert re.search(r"epoch 1/1  step \d+/\d+  loss \d+\.\d{4}  lr [\d.e+-]+  \d+ tok/s  ETA \d+s", shown), (
+        shown
+    )
+    assert "train loss" in stdout and "step" not in stdout
