@@ -166,3 +166,33 @@ def write_recipe(out_dir: Path, base_spec: Path, quant: str) -> Path:
     path = out_dir / f"{name}.toml"
     atomic_write_text(path, text)
     return path
+
+
+def adapter_kld(
+    work: Path, tuned: Path, out_dir: Path, text: str, threads: int, max_tokens: int = 2048
+) -> dict[str, Any] | None:
+    """How far base + the adapter (merged by our convert, F32) is from the full fine-tune on held-out text:
+    mean and 99th-percentile KL divergence of the next-token distributions and top-1 agreement
+    (convert's quality measure). None when the text is too short to score."""
+    import tempfile
+
+    from convert.api import convert_model
+    from convert.quality import NextTokenEval
+
+    from ..errors import RecipeError
+
+    if not text.strip():
+        return None
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".kld-") as tmp:
+        merged = Path(tmp) / "merged.gguf"
+        convert_model(work, merged, adapters=[(str(out_dir), 1.0)], quant="F32")
+        ev = NextTokenEval(text, "the validation windows", max_tokens, threads, Path(tmp))
+        try:
+            ev.set_reference(tuned, "fine-tuned")
+        except RecipeError as exc:
+            log.info("no KL divergence: %s", exc)
+            return None
+        row = ev.compare(merged, "adapter", merged.stat().st_size)
+        scored = ev.n_scored
+        ev.ref_lp = None  # its memory map lives in tmp
+    return {"mean_kld": row.mean_kld, "p99_kld": row.p99_kld, "top1": row.top1, "scored_tokens": scored}

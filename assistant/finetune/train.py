@@ -256,14 +256,16 @@ def run(
             trainer = Trainer(ck_model, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
         _train(trainer, ds, s, state, out_dir, progress)
         tuned = ck_model
+        held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""
     finally:
         trainer.close()
     extraction = adp.extract_lora(work, tuned, names, out_dir, rank=s.rank, base_name=base_spec.name)
+    adapter = dict(extraction.as_dict(), kld=adp.adapter_kld(work, tuned, out_dir, held_out, threads))
     from convert.api import convert_adapter
 
     lora = convert_adapter(out_dir, work, out_dir / "adapter.gguf", outtype="f32")
     recipe = adp.write_recipe(out_dir, base_spec, s.quant)
-    summary = _summary(state, ds, s, names, extraction.as_dict(), threads, time.monotonic() - started)
+    summary = _summary(state, ds, s, names, adapter, threads, time.monotonic() - started)
     summary["paths"] = {
         "adapter_dir": str(out_dir),
         "adapter_config": str(out_dir / "adapter_config.json"),

@@ -52,6 +52,7 @@ def test_json_summary(run_cli: Any, tiny_hf: Path, doc: Path, home: Path, tmp_pa
         assert isinstance(s[key], float), key
     assert s["train_loss_last"] < s["train_loss_first"] and s["val_loss_last"] < s["val_loss_first"]
     assert s["adapter"]["rank"] == 4 and 0 < s["adapter"]["share_kept"] < 1
+    assert s["adapter"]["kld"]["mean_kld"] > 1e-4  # rank 4 loses part of the change: measured on held-out text
     for key in ("adapter_config", "adapter_model", "gguf_lora", "recipe"):
         assert Path(s["paths"][key]).is_file() and Path(s["paths"][key]).parent == out
     assert (home / "finetune").is_dir()  # the F32 working copy of the HF base, made once

@@ -81,6 +81,7 @@ def test_full_rank_adapter_merged_by_convert_reproduces_the_fine_tune(
 
     a = trained.summary["adapter"]
     assert a["rank"] == 64 and a["share_kept"] == pytest.approx(1.0, abs=1e-9)
+    assert a["kld"]["mean_kld"] < 1e-6 and a["kld"]["top1"] == 1.0 and a["kld"]["scored_tokens"] >= 32
     assert a["share_by_rank"]["1"] < a["share_by_rank"]["8"] < a["share_by_rank"]["64"] == pytest.approx(1.0)
     merged = tmp_path / "merged.gguf"
     convert_model(trained.work, merged, adapters=[(str(trained.out), 1.0)], quant="F32")
