@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/bench_threads.py [--rounds 3] [--docs 300] [-n 128]
     .venv/bin/python scripts/bench_threads.py --smoke      # a quick check that it runs
+    .venv/bin/python scripts/bench_threads.py --switch     # what a thread-count change costs
 
 The same answer (`assistant ask --json --no-rag -t 0 --ignore-eos -n 128`) and the same
 ingest (`assistant index add` of --docs SciFact abstracts, read in place from
@@ -187,8 +188,47 @@ def ratios(row: dict, fixed: list[str]) -> dict[str, float]:
     }
 
 
+def switch_cost(args: argparse.Namespace) -> None:
+    """What changing llama.cpp's thread count between two tokens costs (llama_set_n_threads): the
+    same greedy decode at all cores, at one thread, and switching every token / every 8 tokens,
+    interleaved over the rounds; a switch that costs nothing decodes at the harmonic mean of the
+    two fixed speeds (ratio 1.0)."""
+    from assistant.engine import backend, compute
+
+    compute.claim_current_thread()
+    cores = max_threads()
+    model = backend.LlamaModel(MODEL)
+    ctx = backend.LlamaContext(model, backend.ContextConfig(n_ctx=1024, n_threads=cores))
+    sampler = backend.Sampler(model, temperature=0, top_k=40, top_p=1, min_p=0, repeat_penalty=1,
+                              repeat_last_n=0, seed=1)  # fmt: skip
+    prompt = model.tokenize(QUESTION)
+    patterns = {
+        "all": lambda i: cores,
+        "one": lambda i: 1,
+        "every token": lambda i: cores if i % 2 else 1,
+        "every 8": lambda i: cores if (i // 8) % 2 else 1,
+    }
+    rates: dict[str, list[float]] = {k: [] for k in patterns}
+    for _ in range(args.rounds):
+        for name, pattern in patterns.items():
+            ctx.clear()
+            ctx.decode(prompt)
+            token, t0 = sampler.sample(ctx), time.perf_counter()
+            for i in range(args.tokens):
+                ctx.set_threads(pattern(i))
+                token = ctx.step(token, sampler)
+            rates[name].append(args.tokens / (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    expected = 2 / (1 / med["all"] + 1 / med["one"])
+    print(json.dumps({"bench": "threads-switch", **machine(), "threads": cores, "tokens": args.tokens,
+                      "rounds": args.rounds, "tok_s": {k: round(v, 1) for k, v in med.items()},
+                      "switching_vs_harmonic_mean": {k: round(med[k] / expected, 2)
+                                                     for k in ("every token", "every 8")}}))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--switch", action="store_true", help="only measure what a thread-count change costs")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--docs", type=int, default=300, help="documents in the ingest")
     ap.add_argument("-n", "--tokens", type=int, default=128, help="answer length")
@@ -197,6 +237,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.smoke:
         args.rounds, args.docs, args.tokens, args.states = 1, 30, 32, "idle,busy1"
+    if args.switch:
+        switch_cost(args)
+        return
     states = [s for s in args.states.split(",") if s]
     if bad := [s for s in states if s not in STATES]:
         sys.exit(f"unknown state {bad[0]!r}; choose from {', '.join(STATES)}")

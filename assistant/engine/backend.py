@@ -268,8 +268,10 @@ class LlamaContext:
     def set_threads(self, n: int) -> None:
         """Threads for the next decodes (one-token steps and prompt batches alike). Cheap
         between two decodes: OpenMP's team takes the new size at its next parallel region
-        (switching 2/1 at every token decoded at the mean of both speeds, 2026-11-30).
-        The count is remembered here: no ctypes call (and GIL retake) when it is unchanged."""
+        (2-core VM at load ~3, 2026-11-30: switching 2/1 at every token decoded 74-82 tok/s,
+        at or above the harmonic mean of fixed 2 and fixed 1, 73; scripts/bench_threads.py
+        --switch). The count is remembered here: no ctypes call (and GIL retake) when it is
+        unchanged."""
         if n < 1:
             raise ModelError(f"thread count must be >= 1, got {n}")
         if n != self._threads:
