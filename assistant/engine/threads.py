@@ -4,11 +4,11 @@ llama.cpp's CPU threads meet at a barrier after every graph node: when one of th
 loses its core to another process, every token waits for the scheduler. Measured on
 the 2-core dev VM (issue #17): 2 threads next to one busy-loop process decode at
 36-48 tok/s where 1 thread does 84; idle, 2 threads do 130. So the count is decided
-from facts about this moment (``CpuFacts``: affinity, physical cores, cgroup quota,
-runnable threads of other processes) by a pure function (``choose_threads``), before
-each answer and each embedding batch; ``ThreadTuner`` then corrects it during
-generation from measured per-token times. The probes read files under a root so tests
-give them fake /proc and /sys trees.
+from facts about this moment (``CpuFacts``: affinity, physical cores, cgroup quota, the
+other processes' runnable threads and recent CPU use) by a pure function
+(``choose_threads``), before each answer and each embedding batch; ``ThreadTuner`` then
+corrects it during generation from measured per-token times. The probes read files
+under a root so tests give them fake /proc and /sys trees.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class CpuFacts:
     cpus: int  # logical CPUs in our affinity mask
     cores: int  # physical cores among them (hyper-threads share one core's vector units)
     quota: float | None = None  # cgroup CPU limit in CPUs; None = no limit
-    others: float = 0.0  # runnable threads of other processes on our CPUs
+    others: float = 0.0  # CPUs other processes take from ours: runnable now, or used lately
 
 
 FREE_SLACK = 0.4  # a CPU counts as free while others use less than 0.6 of it (the tuner checks)
