@@ -222,3 +222,22 @@ def test_progress_with_eta_at_a_terminal_only(run_cli, cli_env, tiny_home, tmp_p
         assert re.search(r"\d+%  \d\d:\d\d:\d\d", shown), shown
     piped = run_cli("eval", str(qa), "--setups", "closed,oracle", "-n", "4", home=tiny_home)
     assert "Answering" not in piped.stderr and "%" not in piped.stderr.replace("% of it", ""), piped.stderr
+
+
+@pytest.mark.slow
+def test_a_recipe_as_the_model_and_its_build_time(run_cli, tiny_home, tmp_path):
+    """--model RECIPE evaluates what the recipe built; its lock's build time is the cost to update."""
+    (tmp_path / "eval.txt").write_text("The tower opened in 1889. Paris is in France.\n" * 20)
+    recipe = tmp_path / "tiny-bot.toml"
+    recipe.write_text('base = "{home}/tiny-chat.gguf"\nquant = "Q8_0"\neval_text = "eval.txt"\n')
+    qa = write_qa(tmp_path / "qa.jsonl", qa_lines()[:1])
+    args = ("eval", str(qa), "--setups", "closed", "-n", "2", "-m", str(recipe))
+    one_line_error(
+        run_cli(*args, home=tiny_home), "tiny-bot.gguf is not built yet", f"assistant build {recipe}"
+    )
+    built = run_cli("build", str(recipe), home=tiny_home, timeout=600)
+    assert built.returncode == 0, built.stderr
+    seconds = json.loads((tiny_home / "tiny-bot.gguf.lock.json").read_text())["seconds"]
+    r = run_cli(*args, home=tiny_home)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].split()[-2:] == [f"{seconds:.0f}", "s"], r.stdout
