@@ -236,8 +236,8 @@ def _report(
         report.write_markdown(opts["markdown"], report.markdown(summary, costs, about))
     if opts["as_json"]:
         click.echo(json.dumps(report.summary_json(summary), ensure_ascii=False))
-        return
-    click.echo(report.terminal_table(summary, costs))
+    else:
+        click.echo(report.terminal_table(summary, costs))
     click.secho(f"style: {plan.style}; rag: {_rag_note(plan, opts)}; results: {path}", dim=True, err=True)
 
 

@@ -76,6 +76,7 @@ def test_json_lines_and_summary(run_cli, tiny_home, qa_file):
         assert s["peak_rss_mb"] > 10
     assert summary["rag"]["recall"] == 1.0 and summary["closed"]["recall"] is None
     assert summary["closed"]["citations_valid"] is None
+    assert "style: normal; rag: k=1 from the file's contexts" in r.stderr  # which prompt ran, beside the JSON
 
 
 def test_table_markdown_style_and_cost_to_update(run_cli, tiny_home, qa_file, tmp_path):
