@@ -93,6 +93,19 @@ if TYPE_CHECKING:
 )
 @click.option("--quant", default="Q8_0", show_default=True, help="Quantization the recipe builds.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Order of the windows each epoch.")
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="TEXT",
+    help="General text for the forgetting check: its loss before and after each epoch "
+    "(default: convert's own eval text).",
+)
+@click.option(
+    "--max-forgetting",
+    type=click.FloatRange(min=0),
+    metavar="SHARE",
+    help="Stop when the reference text's perplexity grew by more than this share (0.1: 10 %).",
+)
 @click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint (same base, data and settings).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with losses, speed and paths.")
 @threads_option
@@ -112,6 +125,8 @@ def finetune_command(
     rank: int,
     quant: str,
     seed: int,
+    reference: Path | None,
+    max_forgetting: float | None,
     resume: bool,
     as_json: bool,
     threads: int | None,
@@ -128,7 +143,20 @@ def finetune_command(
     from ..finetune.train import Settings, run
 
     base_path = _resolve_base(app, base)
-    settings = Settings(train_spec, epochs, lr, warmup, 0.1, window, val_split, patience, rank, quant, seed)
+    settings = Settings(
+        train=train_spec,
+        epochs=epochs,
+        lr=lr,
+        warmup=warmup,
+        window=window,
+        val_split=val_split,
+        patience=patience,
+        rank=rank,
+        quant=quant,
+        seed=seed,
+        reference=str(reference.expanduser().absolute()) if reference else None,
+        max_forgetting=max_forgetting,
+    )
     bar = _ProgressLine() if sys.stderr.isatty() else None
     with interrupt.handling():
         try:
@@ -154,8 +182,17 @@ def finetune_command(
         f"validation {_f(summary['val_loss_first'])} -> {_f(summary['val_loss_last'])}, "
         f"{_f(summary['train_tokens_per_s'], 1)} tok/s, {summary['seconds']:.0f} s"
     )
+    click.echo(f"reference text perplexity {summary['forgetting']:+.1%}" + _stopped(summary["stopped_early"]))
     share = summary["adapter"]["share_kept"]
     click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change; wrote {out_dir}")
+
+
+def _stopped(reason: str | None) -> str:
+    if reason == "forgetting":
+        return "; stopped: more than --max-forgetting"
+    if reason == "validation":
+        return "; stopped early: no better validation loss"
+    return ""
 
 
 def _f(x: float | None, digits: int = 4) -> str:

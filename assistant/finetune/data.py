@@ -136,13 +136,34 @@ def load(
             stream.extend(tokenize(text))
         examples += len(texts)
         files.append({"path": str(path), "kind": kind, "sha256": sha256_file(path), "examples": len(texts)})
-    n = (len(stream) - 1) // window
+    windows = cut(stream, window)
+    n = len(windows)
     if n < 1:
         raise UsageError(
             f"the training data is {len(stream)} tokens, too short for one {window}-token window; "
             "give more text or a smaller --window"
         )
-    toks = np.asarray(stream, dtype=np.int32)
-    windows = np.stack([toks[i * window : i * window + window + 1] for i in range(n)])
     n_val = 0 if val_split == 0 or n < 2 else min(n - 1, max(1, round(n * val_split)))
     return Dataset(windows[: n - n_val], windows[n - n_val :], len(stream), examples, files)
+
+
+def cut(stream: list[int], window: int, limit: int | None = None) -> np.ndarray:
+    """Consecutive windows of window + 1 tokens (the last token of one is the first of the next)."""
+    n = (len(stream) - 1) // window
+    if limit is not None:
+        n = min(n, limit)
+    toks = np.asarray(stream, dtype=np.int32)
+    rows = [toks[i * window : i * window + window + 1] for i in range(n)]
+    return np.stack(rows) if rows else np.empty((0, window + 1), dtype=np.int32)
+
+
+def reference_windows(path: Path, tokenize: Callable[[str], list[int]], window: int) -> np.ndarray:
+    """Windows of a general reference text (the forgetting check); at least one, at most 8."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read the reference text {path}: {exc.strerror}") from exc
+    windows = cut(tokenize(text), window, limit=8)
+    if not len(windows):
+        raise UsageError(f"the reference text {path} is too short for one {window}-token window")
+    return windows

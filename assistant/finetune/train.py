@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import interrupt
 from ..errors import UsageError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Settings:
     rank: int = 16
     quant: str = "Q8_0"
     seed: int = 0
+    reference: str | None = None  # general text for the forgetting check (None: convert's default eval text)
+    max_forgetting: float | None = None  # stop when its perplexity grew by more than this share
 
 
 @dataclass
@@ -77,7 +79,10 @@ class State:
     val_losses: list[float] = field(default_factory=list)  # [before, after epoch 1, ...]
     train_seconds: float = 0.0
     train_tokens: int = 0
-    stopped_early: bool = False
+    ref_losses: list[float] = field(
+        default_factory=list
+    )  # the reference text's loss: before, after each epoch
+    stopped_early: str = ""  # why: "validation" (no better loss) or "forgetting" (--max-forgetting)
 
 
 def parse_train(spec: str, n_layer: int) -> tuple[list[int], tuple[str, ...]]:
@@ -160,6 +165,7 @@ def _settings_key(work: Path, data_files: list[dict[str, Any]], s: Settings) -> 
     d.pop("patience")
     d.pop("rank")
     d.pop("quant")
+    d.pop("max_forgetting")
     blob = json.dumps([str(work), st.st_size, [f["sha256"] for f in data_files], d], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -205,6 +211,8 @@ def run(
     progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune, checkpoint, extract; returns the summary ``assistant finetune --json`` prints."""
+    from convert.quality import DEFAULT_EVAL_TEXT
+
     from ..engine.template import ChatTemplate
     from ..models.gguf_info import read_gguf_info
     from . import adapter as adp
@@ -249,12 +257,14 @@ def run(
             tokenize=lambda t: trainer.tokenize(t, add_special=True),
             render=render,
         )
-        key = _settings_key(work, ds.files, s)
+        ref_path = Path(s.reference) if s.reference else DEFAULT_EVAL_TEXT
+        ref = dat.reference_windows(ref_path, lambda t: trainer.tokenize(t, add_special=True), trainer.window)
+        key = _settings_key(work, [*ds.files, {"sha256": sha256_file(ref_path)}], s)
         state = _load_state(out_dir, key) if resume else State(key)
         if resume:
             trainer.close()
             trainer = Trainer(ck_model, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
-        _train(trainer, ds, s, state, out_dir, progress)
+        _train(trainer, ds, ref, s, state, out_dir, progress)
         tuned = ck_model
         held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""
     finally:
@@ -284,6 +294,7 @@ def run(
 def _train(
     trainer: Any,
     ds: Any,
+    ref: np.ndarray,
     s: Settings,
     state: State,
     out_dir: Path,
@@ -294,6 +305,7 @@ def _train(
     steps = n_train * s.epochs
     if not state.val_losses:
         state.val_losses.append(trainer.evaluate(ds.val))
+        state.ref_losses.append(trainer.evaluate(ref))
     run_started, run_tokens = time.monotonic(), 0
     try:
         while state.epoch < s.epochs and not state.stopped_early:
@@ -312,8 +324,12 @@ def _train(
             run_started, run_tokens = time.monotonic(), 0
             state.train_losses.append(state.epoch_loss_sum / n_train)
             state.val_losses.append(trainer.evaluate(ds.val))
+            state.ref_losses.append(trainer.evaluate(ref))
             state.epoch, state.next_window, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
-            state.stopped_early = _no_better(state.val_losses, s.patience)
+            if _no_better(state.val_losses, s.patience):
+                state.stopped_early = "validation"
+            if s.max_forgetting is not None and forgetting(state.ref_losses) > s.max_forgetting:
+                state.stopped_early = "forgetting"
             _save(trainer, out_dir, state)
             log.info(
                 "epoch %d: train loss %.4f, val loss %.4f",
@@ -338,6 +354,11 @@ def _step(trainer: Any, window: np.ndarray, lr: float, state: State) -> float:
     state.step += 1
     state.train_tokens += trainer.window
     return loss
+
+
+def forgetting(ref_losses: list[float]) -> float:
+    """How much the reference text's perplexity grew since before training (0.1: 10 % higher)."""
+    return math.exp(ref_losses[-1] - ref_losses[0]) - 1 if len(ref_losses) > 1 else 0.0
 
 
 def _no_better(val: list[float], patience: int) -> bool:
@@ -369,7 +390,11 @@ def _summary(
         "val_loss_last": _nan_none(state.val_losses[-1] if state.val_losses else None),
         "val_losses": [_nan_none(v) for v in state.val_losses],
         "epochs_done": state.epoch,
-        "stopped_early": state.stopped_early,
+        "stopped_early": state.stopped_early or None,
+        "reference_loss_first": state.ref_losses[0] if state.ref_losses else None,
+        "reference_loss_last": state.ref_losses[-1] if state.ref_losses else None,
+        "reference_losses": state.ref_losses,
+        "forgetting": forgetting(state.ref_losses),
         "steps": state.step,
         "train_windows": len(ds.train),
         "val_windows": len(ds.val),
