@@ -138,6 +138,9 @@ def eval_command(app: AppContext, qa_file: Path, **opts: Any) -> None:
             before, t0 = len(results.rows), time.perf_counter()
             _answer(app, plan, results, kb, opts["as_json"])
             wall, new = time.perf_counter() - t0, results.rows[before:]
+    except KeyboardInterrupt:
+        click.secho(f"\nstopped: the answers so far are kept in {path}; add --resume to continue", err=True)
+        raise
     finally:
         results.close()
     _report(plan, results.rows, qa_file, path, opts)

@@ -242,3 +242,25 @@ def test_a_recipe_as_the_model_and_its_build_time(run_cli, tiny_home, tmp_path):
     r = run_cli(*args, home=tiny_home)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1].split()[-2:] == [f"{seconds:.0f}", "s"], r.stdout
+
+
+def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(cli_env, tiny_home, tmp_path):
+    qa = write_qa(tmp_path / "long.jsonl", qa_lines(copies=10))
+    results = tmp_path / "run.jsonl"
+    args = ["eval", str(qa), "--setups", "closed,oracle", "-n", "48", "--results", str(results)]
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", *args], cwd=ROOT, env=cli_env(tiny_home),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        while len(_rows(results)) < 3:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    kept = len(_rows(results))
+    assert (
+        3 <= kept < 80
+        and f"stopped: the answers so far are kept in {results}; add --resume to continue" in err
+    )
