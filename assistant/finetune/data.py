@@ -92,7 +92,9 @@ def read_document(path: Path) -> str:
         sniff_kind,
     )
 
-    kind = sniff_kind(path, kind_of(path))
+    kind = kind_of(path)
+    if kind in (None, "txt"):  # a name that does not settle it: man page, text, or binary (refused)
+        kind = sniff_kind(path, kind)
     max_bytes = 64 << 20
     if kind == "pdf":
         ex = extract_pdf(path)

@@ -241,7 +241,12 @@ def run(
     template_src = info.get("tokenizer.chat_template")
     out_dir.mkdir(parents=True, exist_ok=True)
     ck_model = out_dir / CHECKPOINT / "model.gguf"
-    trainer = Trainer(work, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
+    if not resume and (out_dir / CHECKPOINT / "state.json").is_file():
+        raise UsageError(
+            f"{out_dir} holds a checkpoint of an earlier run; pass --resume to continue it, or another -o DIR"
+        )
+    start = ck_model if resume and ck_model.is_file() else work  # same tokenizer either way
+    trainer = Trainer(start, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
     try:
         template = ChatTemplate(template_src, "gguf", "", "", work.name) if template_src else None
 
@@ -261,9 +266,6 @@ def run(
         ref = dat.reference_windows(ref_path, lambda t: trainer.tokenize(t, add_special=True), trainer.window)
         key = _settings_key(work, [*ds.files, {"sha256": sha256_file(ref_path)}], s)
         state = _load_state(out_dir, key) if resume else State(key)
-        if resume:
-            trainer.close()
-            trainer = Trainer(ck_model, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
         _train(trainer, ds, ref, s, state, out_dir, progress)
         tuned = ck_model
         held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""

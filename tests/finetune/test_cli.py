@@ -155,6 +155,9 @@ def test_resume_after_kill_continues_from_the_checkpoint(
     assert killed is not None and proc.returncode == -signal.SIGKILL
     assert 1 <= killed["epoch"] < 3, killed
     assert not (out / "adapter_config.json").exists()  # it never got that far
+    again = run_cli(*args, home=home, timeout=300)  # without --resume: refused, the checkpoint is kept
+    assert again.returncode == 2 and "holds a checkpoint of an earlier run; pass --resume" in again.stderr
+    assert _state(out) == killed
     r = run_cli(*args, "--resume", home=home, timeout=300)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)

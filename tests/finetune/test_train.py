@@ -160,3 +160,14 @@ def test_early_stopping() -> None:
     assert not train._no_better([5.0, 4.0, 3.9], patience=1)
     assert not train._no_better([5.0, 4.0, 4.5], patience=2)
     assert not train._no_better([5.0, 4.0, 4.5], patience=0)
+
+
+def test_documents_go_through_the_knowledge_base_extractors(tmp_path: Path) -> None:
+    from assistant.finetune.data import read_document
+
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><style>p{}</style><title>T</title></head><body><h1>Pumps</h1>"
+                    "<p>Prime the pump <b>before</b> use.</p><script>x()</script></body></html>")  # fmt: skip
+    text = read_document(page)
+    assert "Prime the pump before use." in text and "Pumps" in text
+    assert "<p>" not in text and "x()" not in text and "p{}" not in text
