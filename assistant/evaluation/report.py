@@ -123,7 +123,7 @@ def table_cells(summary: dict[str, dict[str, Any]], costs: dict[str, float | Non
     out = [["", *names]]
     for label, key, spec in ROWS:
         out.append([label, *(_num(summary[n][key], spec) for n in names)])
-    out.append(["cost to update (build time)", *(_seconds(costs.get(n)) for n in names)])
+    out.append(["cost to update (build, training)", *(_seconds(costs.get(n)) for n in names)])
     return out
 
 
@@ -152,7 +152,7 @@ def markdown(
         "Accuracy: SQuAD normalisation (case, punctuation, articles, spaces), best of the gold answers; "
         "citation markers removed before scoring. Citations valid: every [n] is a source given; correct: a "
         "cited source holds a gold answer. Time to first token: a cold prompt, as a new `assistant ask` "
-        "process; p90 by nearest rank. Cost to update: the build time in the model's lock, '-' without one.",
+        "process; p90 by nearest rank. Cost to update: the build time in the model's lock plus the training time `assistant finetune` recorded for its adapters (for a runtime adapter, its training time); '-' when neither is recorded.",
     ]
     return "\n".join(head + rows + notes) + "\n"
 

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETUPS = ("closed", "rag", "oracle")
-STYLES = ("normal", "short")
 # --style short: extractive sets score the answer's words, so a sentence around the answer costs F1
 SHORT_SYSTEM = (
     "Answer with the shortest phrase that answers the question (a name, a number, a date or a few "
@@ -51,7 +50,7 @@ class Variant:
     name: str
     model: Path
     adapters: tuple[tuple[Path, float], ...] = ()
-    cost_s: float | None = None  # the build time recorded in the model's (and adapters') locks
+    cost_s: float | None = None  # cost to update: build (lock) and training (training.json) seconds
 
 
 def parse_setups(text: str) -> list[str]:
@@ -63,19 +62,41 @@ def parse_setups(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def lock_seconds(gguf: Path) -> float | None:
-    """The build time in ``GGUF.lock.json`` (written by `assistant build`), None without a readable lock."""
+TRAINING_RECORD = "training.json"  # written by `assistant finetune` into the adapter's folder
+
+
+def training_seconds(folder: Path) -> float | None:
+    """The training time `assistant finetune` recorded in FOLDER/training.json, None without one."""
+    record = folder / TRAINING_RECORD
+    if not record.is_file():
+        return None
+    try:
+        seconds = json.loads(record.read_text(encoding="utf-8")).get("seconds")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("training time in %s unknown: %s", record, exc)
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def build_cost(gguf: Path) -> float | None:
+    """Seconds to make this model again: its build (the lock `assistant build` wrote beside it) plus
+    the training of the adapters the build merged; None without a readable lock."""
     from convert.lock import lock_path_for, read_lock
 
     lock = lock_path_for(gguf)
     if not lock.is_file():
         return None
     try:
-        seconds = read_lock(lock).get("seconds")
+        data = read_lock(lock)
     except AssistantError as exc:
         log.warning("cost to update of %s unknown: %s", gguf.name, exc)
         return None
-    return float(seconds) if isinstance(seconds, (int, float)) else None
+    seconds = data.get("seconds")
+    adapters = [
+        Path(a["path"]) for a in data["inputs"].get("adapters", []) if isinstance(a, dict) and a.get("path")
+    ]
+    return _cost([float(seconds) if isinstance(seconds, (int, float)) else None,
+                  *(training_seconds(a if a.is_dir() else a.parent) for a in adapters)])  # fmt: skip
 
 
 def resolve_model_spec(spec: str | None, home: Home) -> Path:
@@ -116,13 +137,10 @@ def make_variants(home: Home, models: Sequence[str], adapters: Sequence[str]) ->
     specs: list[str | None] = [*models] if models else [None]
     for spec in specs:
         path = resolve_model_spec(spec, home)
-        base_cost = lock_seconds(path)
-        out.append(Variant(path.stem, path, (), base_cost))
+        out.append(Variant(path.stem, path, (), build_cost(path)))
         for lora, scale in loras:
             tag = lora.stem + (f"@{scale:g}" if scale != 1.0 else "")
-            out.append(
-                Variant(f"{path.stem}+{tag}", path, ((lora, scale),), _cost([base_cost, lock_seconds(lora)]))
-            )
+            out.append(Variant(f"{path.stem}+{tag}", path, ((lora, scale),), training_seconds(lora.parent)))
     names = [v.name for v in out]
     if len(set(names)) != len(names):
         raise UsageError(f"--model/--adapter: the same model given twice ({', '.join(names)})")

@@ -92,13 +92,13 @@ def test_table_markdown_style_and_cost_to_update(run_cli, tiny_home, qa_file, tm
     assert header.split() == ["oracle", "closed"]
     table = {line[:34].strip(): line[34:].split() for line in rest}
     assert table["questions"] == ["2", "2"]
-    assert table["cost to update (build time)"] == ["13", "min", "13", "min"]
+    assert table["cost to update (build, training)"] == ["13", "min", "13", "min"]
     assert table["gold context retrieved (recall@k)"] == ["-", "-"]
     assert "time to first token, median (ms)" in table and "peak RSS (MB)" in table
     assert "style: short" in r.stderr
     text = md.read_text()
     assert "- style: short" in text and "|  | oracle | closed |" in text and "- rag: not run" in text
-    assert "| cost to update (build time) | 13 min | 13 min |" in text
+    assert "| cost to update (build, training) | 13 min | 13 min |" in text
 
 
 def _rows(path: Path) -> list[str]:
