@@ -68,7 +68,7 @@ class Progress:
 
 @dataclass
 class State:
-    """The checkpoint's record: where training stands (written with checkpoint/model.gguf)."""
+    """The checkpoint's record: where training stands (checkpoint/state.json, with the weights file it names)."""
 
     key: str
     epoch: int = 0  # epochs completed
@@ -83,6 +83,7 @@ class State:
         default_factory=list
     )  # the reference text's loss: before, after each epoch
     stopped_early: str = ""  # why: "validation" (no better loss) or "forgetting" (--max-forgetting)
+    model: str = ""  # the weights file in checkpoint/ this record goes with
 
 
 def parse_train(spec: str, n_layer: int) -> tuple[list[int], tuple[str, ...]]:
@@ -170,32 +171,39 @@ def _settings_key(work: Path, data_files: list[dict[str, Any]], s: Settings) -> 
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _load_state(out_dir: Path, key: str) -> State:
+def _read_state(out_dir: Path) -> State:
+    """The checkpoint's record (for --resume); it names the weights file it goes with."""
     path = out_dir / CHECKPOINT / "state.json"
-    if not (path.is_file() and (out_dir / CHECKPOINT / "model.gguf").is_file()):
-        raise UsageError(f"--resume: no checkpoint in {out_dir / CHECKPOINT}; run without --resume to start")
     try:
         state = State(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UsageError(
+            f"--resume: no checkpoint in {out_dir / CHECKPOINT}; run without --resume to start"
+        ) from None
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"--resume: {path} is not a checkpoint record ({exc})") from exc
-    if state.key != key:
+    if not (out_dir / CHECKPOINT / state.model).is_file():
         raise UsageError(
-            f"--resume: the checkpoint in {out_dir / CHECKPOINT} was made from another base, data or settings; "
-            "use the same ones, or start again without --resume"
+            f"--resume: {path} names {state.model}, which is missing; start again without --resume"
         )
     return state
 
 
 def _save(trainer: Any, out_dir: Path, state: State) -> None:
-    """Weights first, then the record that points at them (a kill between leaves the previous pair usable
-    only if the record is older: the record names the epoch the weights reached)."""
+    """The weights under a new name, then the record naming them, then older weights removed: a kill at
+    any point leaves a record and the weights it names (never new weights under an old record)."""
     from convert.writer import atomic_path
 
     ck = out_dir / CHECKPOINT
     ck.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ck / "model.gguf") as tmp:
+    name = f"model-{state.step}.gguf"
+    with atomic_path(ck / name) as tmp:
         trainer.save(tmp)
+    state.model = name
     atomic_write_text(ck / "state.json", json.dumps(asdict(state), indent=1) + "\n")
+    for old in ck.glob("model-*.gguf"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
 
 
 def run(
@@ -240,12 +248,12 @@ def run(
         )
     template_src = info.get("tokenizer.chat_template")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ck_model = out_dir / CHECKPOINT / "model.gguf"
     if not resume and (out_dir / CHECKPOINT / "state.json").is_file():
         raise UsageError(
             f"{out_dir} holds a checkpoint of an earlier run; pass --resume to continue it, or another -o DIR"
         )
-    start = ck_model if resume and ck_model.is_file() else work  # same tokenizer either way
+    saved = _read_state(out_dir) if resume else None
+    start = out_dir / CHECKPOINT / saved.model if saved else work  # the same tokenizer either way
     trainer = Trainer(start, window=s.window, threads=threads, trainable=set(names), lr=s.lr)
     try:
         template = ChatTemplate(template_src, "gguf", "", "", work.name) if template_src else None
@@ -265,9 +273,14 @@ def run(
         ref_path = Path(s.reference) if s.reference else DEFAULT_EVAL_TEXT
         ref = dat.reference_windows(ref_path, lambda t: trainer.tokenize(t, add_special=True), trainer.window)
         key = _settings_key(work, [*ds.files, {"sha256": sha256_file(ref_path)}], s)
-        state = _load_state(out_dir, key) if resume else State(key)
+        if saved is not None and saved.key != key:
+            raise UsageError(
+                f"--resume: the checkpoint in {out_dir / CHECKPOINT} was made from another base, data or "
+                "settings; use the same ones, or start again without --resume"
+            )
+        state = saved or State(key)
         _train(trainer, ds, ref, s, state, out_dir, progress)
-        tuned = ck_model
+        tuned = out_dir / CHECKPOINT / state.model
         held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""
     finally:
         trainer.close()
@@ -284,7 +297,7 @@ def run(
         "adapter_model": str(out_dir / "adapter_model.safetensors"),
         "gguf_lora": str(lora.out),
         "recipe": str(recipe),
-        "checkpoint": str(ck_model),
+        "checkpoint": str(tuned),
         "working_copy": str(work),
         "record": str(out_dir / "training.json"),
     }

@@ -42,7 +42,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path, doc: Path) 
         tiny_hf, tiny_hf, [doc], out, settings, cache_dir=tmp / "home" / "finetune", threads=1
     )
     return Trained(
-        summary, out, Path(summary["paths"]["working_copy"]), out / "checkpoint" / "model.gguf", tmp / "home"
+        summary,
+        out,
+        Path(summary["paths"]["working_copy"]),
+        Path(summary["paths"]["checkpoint"]),
+        tmp / "home",
     )
 
 
@@ -56,6 +60,8 @@ def test_loss_goes_down(trained: Trained) -> None:
     assert s["train_tokens_per_s"] > 0 and s["seconds"] > 0
     for key in ("adapter_config", "adapter_model", "gguf_lora", "recipe", "checkpoint", "record"):
         assert Path(s["paths"][key]).is_file(), key
+    ck = Path(s["paths"]["checkpoint"])  # the last epoch's weights, the earlier ones removed
+    assert ck.name == f"model-{s['steps']}.gguf" and list(ck.parent.glob("model-*.gguf")) == [ck]
     record = json.loads((trained.out / "training.json").read_text())
     assert record["data"][0]["sha256"] and record["settings"]["lr"] == 1e-3 and record["versions"]["gguf"]
 
