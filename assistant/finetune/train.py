@@ -415,6 +415,7 @@ def _summary(
         "val_windows": len(ds.val),
         "window": s.window,
         "train_tokens": state.train_tokens,
+        "train_seconds": state.train_seconds,  # the optimizer steps of every run (a resume adds to it)
         "train_tokens_per_s": state.train_tokens / state.train_seconds if state.train_seconds else None,
         "threads": threads,
         "trained_tensors": len(names),

@@ -165,6 +165,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(
     assert s["train_losses"][: killed["epoch"]] == killed["train_losses"]  # kept, not trained again
     assert s["val_losses"][: killed["epoch"] + 1] == pytest.approx(killed["val_losses"])
     assert s["steps"] == 3 * s["train_windows"]
+    assert s["train_seconds"] > killed["train_seconds"] > 0  # the time before the kill counts too
     assert s["val_loss_last"] < s["val_loss_first"]
 
 
