@@ -60,7 +60,40 @@ def init_backend(verbose: bool = False) -> None:
             return
         L.llama_log_set(_log_callback, ctypes.c_void_p(0))
         L.llama_backend_init()
+        _load_cpu_variants()
         _initialised = True
+
+
+def cpu_variant_dir() -> Path | None:
+    """Where a portable build keeps its CPU code, one library per x86-64 level, or None.
+
+    A build with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS (scripts/build_portable_llama.sh) has no
+    CPU backend linked in: llama.cpp loads none until asked, and then picks the best variant for
+    the CPU it runs on. The libraries land next to libllama or in the wheel's bin/.
+    """
+    pkg = Path(L.__file__).resolve().parent
+    for d in (pkg / "lib", pkg.parent / "bin"):
+        if any(d.glob("libggml-cpu-*.so")):
+            return d
+    return None
+
+
+def _load_cpu_variants() -> None:
+    where = cpu_variant_dir()
+    if where is None:
+        return  # the usual build: the CPU backend is linked into libggml
+    # the libggml libllama itself loaded (by its soname): a wheel holds libggml.so, .so.0 and
+    # .so.0.x as copies, not links, and each copy opened by path would be a registry of its own
+    ggml = ctypes.CDLL("libggml.so.0")
+    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_load_all_from_path.restype = None
+    ggml.ggml_backend_load_all_from_path(str(where).encode())
+    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+    if ggml.ggml_backend_dev_count() == 0:
+        raise ModelError(
+            f"llama.cpp found no CPU backend it can run in {where} (a portable build whose "
+            "libggml-cpu-*.so files are missing or all need a newer CPU); reinstall llama-cpp-python"
+        )
 
 
 def system_info() -> str:
