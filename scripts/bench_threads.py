@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """--threads auto against fixed counts on an idle and a busy machine (#17).
 
-    .venv/bin/python scripts/bench_threads.py [--rounds 3] [--docs 300] [-n 128]
+    .venv/bin/python scripts/bench_threads.py [--rounds 3] [--docs 30] [-n 48]
     .venv/bin/python scripts/bench_threads.py --smoke      # a quick check that it runs
     .venv/bin/python scripts/bench_threads.py --switch     # what a thread-count change costs
 
@@ -226,12 +226,17 @@ def switch_cost(args: argparse.Namespace) -> None:
                                                      for k in ("every token", "every 8")}}))  # fmt: skip
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so background()'s cleanup stops the busy loops it started
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--switch", action="store_true", help="only measure what a thread-count change costs")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--docs", type=int, default=300, help="documents in the ingest")
-    ap.add_argument("-n", "--tokens", type=int, default=128, help="answer length")
+    ap.add_argument("--docs", type=int, default=30, help="documents in the ingest")
+    ap.add_argument("-n", "--tokens", type=int, default=48, help="answer length")
     ap.add_argument("--states", default=",".join(STATES), help=f"comma list of {', '.join(STATES)}")
     ap.add_argument("--smoke", action="store_true", help="1 round, 30 documents, 32 tokens, idle and busy1")
     args = ap.parse_args()
