@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.eval_data import qa_lines, write_qa
+from support.tty import run_with_tty_stderr
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,28 +197,12 @@ def test_adapter_columns(run_cli, tiny_home, qa_file, tiny_model, tmp_path):
 
 
 def test_progress_with_eta_at_a_terminal_only(run_cli, cli_env, tiny_home, tmp_path):
-    import os
-    import pty
-
     qa = write_qa(tmp_path / "longer.jsonl", qa_lines(copies=6))  # 48 answers: more than a second
     args = [sys.executable, "-m", "assistant", "eval", str(qa), "--setups", "closed,oracle", "-n", "32"]
-    master, slave = pty.openpty()
     started = time.monotonic()
-    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(tiny_home), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave)  # fmt: skip
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the command closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert proc.wait(timeout=120) == 0
-    shown = seen.decode(errors="replace")
+    r = run_with_tty_stderr(args, env=cli_env(tiny_home), cwd=ROOT, timeout=120)
+    assert r.returncode == 0
+    shown = r.screen
     assert "Answering" in shown and "100%" in shown, shown
     if time.monotonic() - started > 4:  # click shows the time left once a second of answers has passed
         assert re.search(r"\d+%  \d\d:\d\d:\d\d", shown), shown

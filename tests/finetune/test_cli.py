@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from support.finetune import corpus_text
 from support.interrupting import run_and_interrupt, wait_until
+from support.tty import run_with_tty_stderr
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,26 +201,10 @@ def test_progress_at_a_terminal_only(
     cli_env: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path
 ) -> None:
     """Loss, tokens/s and the time left on stderr at a terminal (a pty); nothing but the result on a pipe."""
-    import pty
-
     args = [sys.executable, "-m", "assistant", *_args(tiny_hf, tmp_path / "out", doc)]
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, cwd=ROOT, env=cli_env(home), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave)  # fmt: skip
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the command closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    stdout = proc.stdout.read().decode() if proc.stdout else ""
-    assert proc.wait(timeout=300) == 0
-    shown = seen.decode(errors="replace")
+    r = run_with_tty_stderr(args, env=cli_env(home), cwd=ROOT, timeout=300)
+    assert r.returncode == 0
+    shown, stdout = r.screen, r.stdout
     assert re.search(r"epoch 1/1  step \d+/\d+  loss \d+\.\d{4}  lr [\d.e+-]+  \d+ tok/s  ETA \d+s", shown), (
         shown
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support.mounts import readonly_view, tmpfs
+from support.tty import run_with_tty_stderr
 
 from assistant.errors import KnowledgeBaseError, StorageError
 from assistant.home import Home
@@ -228,22 +228,8 @@ def _run_at_a_tty(args: list[str], home: Path) -> tuple[int, str]:
     """Run the CLI with stderr on a pseudo-terminal (what a user sees), stdout captured."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "HF_"))}
     env.update(ASSISTANT_HOME=str(home), HF_HUB_OFFLINE="1")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=slave)  # fmt: skip
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        seen += data
-    os.close(master)
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    return proc.wait(60), seen.decode(errors="replace") + out
+    r = run_with_tty_stderr([sys.executable, "-m", "assistant", *args], env=env, cwd=ROOT, timeout=60)
+    return r.returncode, r.screen + r.stdout
 
 
 def test_sync_shows_progress_and_totals_say_what_they_count(kb_home, docs_dir, run_cli) -> None:
