@@ -115,7 +115,9 @@ class _Libs:
 
         libdir = _P(llama_cpp.__file__).parent / "lib"
         self.llama = ctypes.CDLL(str(libdir / "libllama.so"))
-        self.ggml = ctypes.CDLL(str(libdir / "libggml-base.so"))
+        from assistant.engine.backend import loaded_library
+
+        self.ggml = loaded_library("libggml-base")  # the ggml libllama uses, not a second copy
         g = self.ggml
         g.ggml_init.argtypes = [_GGMLInitParams]
         g.ggml_init.restype = ctypes.c_void_p

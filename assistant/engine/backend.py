@@ -78,13 +78,29 @@ def cpu_variant_dir() -> Path | None:
     return None
 
 
+def loaded_library(stem: str) -> ctypes.CDLL:
+    """The copy of ``stem`` (e.g. "libggml-base") that libllama itself loaded.
+
+    A wheel holds libggml-base.so, .so.0 and .so.0.x as three copies, not links, and libllama
+    loads the .so.0 one: opening another copy by path would give a second ggml in the process,
+    with its own backend registry and tables. So the path is taken from the process's own map.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if Path(path).name.startswith(f"{stem}.so"):
+                    return ctypes.CDLL(path)
+    except OSError:
+        pass  # not Linux: the library next to libllama
+    return ctypes.CDLL(str(Path(L.__file__).resolve().parent / "lib" / f"{stem}.so"))
+
+
 def _load_cpu_variants() -> None:
     where = cpu_variant_dir()
     if where is None:
         return  # the usual build: the CPU backend is linked into libggml
-    # the libggml libllama itself loaded (by its soname): a wheel holds libggml.so, .so.0 and
-    # .so.0.x as copies, not links, and each copy opened by path would be a registry of its own
-    ggml = ctypes.CDLL("libggml.so.0")
+    ggml = loaded_library("libggml")
     ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_load_all_from_path.restype = None
     ggml.ggml_backend_load_all_from_path(str(where).encode())

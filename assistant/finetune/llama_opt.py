@@ -24,7 +24,7 @@ import llama_cpp as L
 import numpy as np
 
 from .. import interrupt
-from ..engine.backend import LlamaModel
+from ..engine.backend import LlamaModel, loaded_library
 from ..errors import ModelError, UsageError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class OptParams(ctypes.Structure):
 def _libs() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     """libllama (already loaded by llama_cpp) and libggml-base (where ggml_opt_* live)."""
     llama = L.llama_cpp._lib
-    base = ctypes.CDLL(str(Path(L.__file__).parent / "lib" / "libggml-base.so"))
+    base = loaded_library("libggml-base")
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     for name, args, res in (
         ("ggml_opt_dataset_init", [ctypes.c_int, ctypes.c_int, i64, i64, i64, i64], vp),
