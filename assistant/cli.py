@@ -36,7 +36,10 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     if ctx.invoked_subcommand is None:
         from .commands.chat import chat_command
 
-        ctx.invoke(chat_command)
+        # a context of its own, so its options' defaults go through their callbacks as on the
+        # command line (ctx.invoke would pass --threads' raw default "auto")
+        with chat_command.make_context("chat", [], parent=ctx) as sub:
+            chat_command.invoke(sub)
 
 
 def _register() -> None:

@@ -188,3 +188,11 @@ def test_plain_chat_is_saved_and_resumed(run_cli, home_with_default: Path) -> No
 
     bad = run_cli("chat", "--plain", "-r", "99", home=home_with_default, timeout=TIMEOUT, input="Hi\n")
     assert bad.returncode == 2 and "no conversation with id 99" in bad.stderr
+
+
+def test_bare_assistant_chats_with_the_default_options(run_cli, home_with_default: Path) -> None:
+    """`assistant` alone opens the chat with every option at its default, parsed as on the command
+    line (--threads auto reached the engine as the string "auto" once: TypeError, exit 1)."""
+    r = run_cli(home=home_with_default, timeout=TIMEOUT, input="Say hello.\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() and "Error" not in r.stderr
