@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -52,16 +51,10 @@ BUSY_LOOP = "while True:\n    pass\n"
 
 
 def machine() -> dict[str, object]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from bench_knowledge import machine as cpu_and_date  # scripts/ is on sys.path when run
+
     return {
-        "cpu": cpu or platform.processor(),
+        **cpu_and_date(),
         "cpus": os.cpu_count(),
         "physical_cores": max_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
