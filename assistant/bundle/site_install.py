@@ -92,13 +92,18 @@ def run(cmd: list[str], what: str, env: dict | None = None) -> str:
     return r.stdout
 
 
-def pip(prefix: Path, *args: str) -> None:
+def pip_env() -> dict:
+    """The site's environment without PIP_* settings (an index URL or find-links of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def pip(prefix: Path, *args: str) -> None:
     run(
         [str(prefix / "bin" / "python"), "-m", "pip", *args, "--isolated", "--no-index", "-q"],
         "pip " + args[0],
-        env,
+        pip_env(),
     )
 
 
@@ -109,7 +114,6 @@ def make_venv(prefix: Path, wheels: Path) -> None:
     pip_wheel = next(iter(sorted(wheels.glob("pip-*.whl"))), None)
     if pip_wheel is None:
         raise SiteError("the bundle has no pip wheel; make it again with a current `assistant bundle`")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     run(
         [
             str(prefix / "bin" / "python"),
@@ -121,7 +125,7 @@ def make_venv(prefix: Path, wheels: Path) -> None:
             str(pip_wheel),
         ],
         "installing pip",
-        env,
+        pip_env(),
     )
 
 
