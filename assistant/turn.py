@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 from .engine.sampling import SamplingParams
 from .errors import AssistantError
-from .knowledge.grounding import DEFAULT_BUDGET, Source
+from .knowledge.grounding import DEFAULT_BUDGET, DEFAULT_K, Source
 from .knowledge.retriever import Retriever
 from .message import Message
 
-CHAT_TOP_K = 4  # sources a chat turn retrieves unless the user set another number (TUI settings)
+CHAT_TOP_K = DEFAULT_K  # sources a chat turn retrieves unless the user set another number (TUI settings)
 PROMPT_MARGIN = 256  # tokens kept free besides the answer reserve, the conversation and the sources
 MIN_GROUNDING_BUDGET = 128
 MESSAGE_OVERHEAD = 4  # template tokens around each message, roughly
@@ -177,7 +177,7 @@ def prepare_turn(
     params: SamplingParams,
     *,
     retriever: Retriever | None = None,
-    top_k: int = 5,
+    top_k: int = DEFAULT_K,
     search_query: str | None = None,
 ) -> ChatTurn:
     """The messages for a turn (the last of ``history`` is the question), grounded when ``retriever`` is

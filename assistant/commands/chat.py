@@ -115,7 +115,12 @@ def rag_options(f: Callable[..., Any]) -> Callable[..., Any]:
             metavar="NAME|PATH",
             help="Knowledge base to answer from (default: knowledge/default.db when it exists).",
         ),
-        click.option("-k", "rag_k", type=click.IntRange(1, 50), help="Sources to retrieve (default 5)."),
+        click.option(
+            "-k",
+            "rag_k",
+            type=click.IntRange(1, 50),
+            help="Sources to retrieve (default 1, the best for small models).",
+        ),
         click.option("--collection", "rag_collection", metavar="NAME", help="Only use this collection."),
     ]
     for opt in reversed(options):

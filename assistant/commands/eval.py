@@ -59,7 +59,14 @@ DEFAULT_MAX_TOKENS = 64  # extractive answers are a few words; the issue's hand 
     help="Also evaluate each model with this runtime LoRA adapter (its own columns); repeatable.",
 )
 @click.option(
-    "-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="rag: sources to retrieve."
+    "-k", "k", type=click.IntRange(1, 50), help="rag: sources to retrieve (default: the assistant's own, 1)."
+)
+@click.option(
+    "--source-tokens",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="rag: focus each source on its best sentences within N tokens; 0: whole chunks (default: the "
+    "assistant's own packing).",
 )
 @click.option(
     "--style",
@@ -125,7 +132,10 @@ def eval_command(app: AppContext, qa_file: Path, **opts: Any) -> None:
     chosen = qs.select(everything, limit=opts["limit"], sample=opts["sample"], seed=opts["seed"])
     params = SamplingParams().with_(temperature=0.0, max_tokens=opts["max_tokens"], seed=0)
     variants = make_variants(app.home, opts["models"], opts["adapters"])
-    plan = EvalPlan(chosen, setups, variants, params, k=opts["k"], style=opts["style"], n_ctx=opts["n_ctx"])
+    plan = EvalPlan(
+        chosen, setups, variants, params, k=_k(opts["k"]), source_tokens=_source_tokens(opts["source_tokens"]),
+        style=opts["style"], n_ctx=opts["n_ctx"],
+    )  # fmt: skip
     check_plan(plan, str(qa_file))
     config = _config(qa_file, plan, opts)
     path = opts["results"] or app.home.root / "eval" / f"{qa_file.stem}-{run_key(config)}.jsonl"
@@ -164,6 +174,7 @@ def _config(qa_file: Path, plan: EvalPlan, opts: dict[str, Any]) -> dict[str, An
         "setups": plan.setups,
         "variants": [[v.name, str(v.model), [[str(p), s] for p, s in v.adapters]] for v in plan.variants],
         "k": plan.k,
+        "source_tokens": plan.source_tokens,
         "style": plan.style,
         "max_tokens": plan.params.max_tokens,
         "n_ctx": plan.n_ctx,
@@ -183,18 +194,37 @@ def _rag_retriever(
     if opts["index_contexts"]:
         from ..evaluation.runner import context_retriever
 
-        with context_retriever(app.home, everything, verbose=app.verbose) as r:
+        with context_retriever(
+            app.home, everything, verbose=app.verbose, source_tokens=plan.source_tokens
+        ) as r:
             yield r
         return
     from ..knowledge.retriever import open_retriever
 
-    r = open_retriever(app.home, opts["kb"], strict=True, verbose=app.verbose)
+    r = open_retriever(
+        app.home, opts["kb"], strict=True, verbose=app.verbose, source_tokens=plan.source_tokens
+    )
     if not r.available:
         raise UsageError(f"the rag setup needs a knowledge base (--kb or --index-contexts): {r.hint}")
     try:
         yield r
     finally:
         r.close()
+
+
+def _k(value: int | None) -> int:
+    from ..knowledge.grounding import DEFAULT_K
+
+    return value or DEFAULT_K
+
+
+def _source_tokens(value: int | None) -> int | None:
+    """--source-tokens: None is the assistant's own packing, 0 whole chunks."""
+    from ..knowledge.grounding import SOURCE_TOKENS
+
+    if value is None:
+        return SOURCE_TOKENS
+    return value or None
 
 
 def _echo_json(row: dict[str, Any]) -> None:
@@ -248,4 +278,7 @@ def _rag_note(plan: EvalPlan, opts: dict[str, Any]) -> str:
     if "rag" not in plan.setups:
         return "not run"
     kb = "the file's contexts" if opts["index_contexts"] else (opts["kb"] or "the default knowledge base")
-    return f"k={plan.k} from {kb}"
+    focus = (
+        f", sources focused within {plan.source_tokens} tokens" if plan.source_tokens else ", whole chunks"
+    )
+    return f"k={plan.k} from {kb}{focus}"

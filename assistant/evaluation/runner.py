@@ -62,11 +62,10 @@ def parse_setups(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-TRAINING_RECORD = "training.json"  # written by `assistant finetune` into the adapter's folder
-
-
 def training_seconds(folder: Path) -> float | None:
     """The training time `assistant finetune` recorded in FOLDER/training.json, None without one."""
+    from convert.lock import TRAINING_RECORD
+
     record = folder / TRAINING_RECORD
     if not record.is_file():
         return None
@@ -92,11 +91,17 @@ def build_cost(gguf: Path) -> float | None:
         log.warning("cost to update of %s unknown: %s", gguf.name, exc)
         return None
     seconds = data.get("seconds")
-    adapters = [
-        Path(a["path"]) for a in data["inputs"].get("adapters", []) if isinstance(a, dict) and a.get("path")
-    ]
-    return _cost([float(seconds) if isinstance(seconds, (int, float)) else None,
-                  *(training_seconds(a if a.is_dir() else a.parent) for a in adapters)])  # fmt: skip
+    parts = [float(seconds) if isinstance(seconds, (int, float)) else None]
+    for a in data["inputs"].get("adapters", []):
+        if not isinstance(a, dict):
+            continue
+        trained = (a.get("training") or {}).get("seconds")  # the lock's copy of training.json
+        if isinstance(trained, (int, float)):
+            parts.append(float(trained))
+        elif a.get("path"):
+            path = Path(a["path"])
+            parts.append(training_seconds(path if path.is_dir() else path.parent))
+    return _cost(parts)
 
 
 def resolve_model_spec(spec: str | None, home: Home) -> Path:
@@ -148,14 +153,16 @@ def make_variants(home: Home, models: Sequence[str], adapters: Sequence[str]) ->
 
 
 class OracleRetriever:
-    """The question's own context as its only source, numbered and framed as retrieval would."""
+    """The question's own context as its only source, numbered, framed and focused as retrieval's
+    sources are (``source_tokens``): rag and oracle then differ only in what retrieval found."""
 
     available = True
     hint = ""
     description = "the gold context"
 
-    def __init__(self, question: Question) -> None:
+    def __init__(self, question: Question, source_tokens: int | None = None) -> None:
         self.question = question
+        self.source_tokens = source_tokens
 
     def ground(
         self,
@@ -177,8 +184,9 @@ class OracleRetriever:
         )  # fmt: skip
         system = messages[0].content if messages and messages[0].role == "system" else None
         return pack(
-            messages[-1].content, [hit], count_tokens=count_tokens, budget_tokens=budget_tokens, system=system
-        )
+            messages[-1].content, [hit], count_tokens=count_tokens, budget_tokens=budget_tokens, system=system,
+            source_tokens=self.source_tokens,
+        )  # fmt: skip
 
     def close(self) -> None:
         pass
@@ -196,7 +204,7 @@ def contexts_key(questions: Sequence[Question]) -> str:
 
 @contextmanager
 def context_retriever(
-    home: Home, questions: Sequence[Question], *, verbose: bool = False
+    home: Home, questions: Sequence[Question], *, verbose: bool = False, source_tokens: int | None = None
 ) -> Iterator[Retriever]:
     """A knowledge base of the file's own contexts (one document per context_id, with its title),
     built by the real ingest in the home's eval/ folder once per set of contexts and reused."""
@@ -226,7 +234,7 @@ def context_retriever(
         log.info(
             "contexts knowledge base %s: %d documents written in %.1f s", db, report.documents, report.seconds
         )
-        yield KnowledgeRetriever(kb, kb.store.chunk_count())
+        yield KnowledgeRetriever(kb, kb.store.chunk_count(), source_tokens=source_tokens)
     finally:
         kb.close()
 
@@ -252,6 +260,7 @@ class EvalPlan:
     variants: list[Variant]
     params: SamplingParams
     k: int = 5
+    source_tokens: int | None = None  # rag: each source focused within this many tokens (None: whole chunks)
     style: str = "normal"
     n_ctx: int | None = None
     names: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -316,7 +325,8 @@ def answer_one(
     engine: ChatModel, plan: EvalPlan, setup: str, q: Question, kb: Retriever | None
 ) -> dict[str, Any]:
     """One question through one setup, as `assistant ask` answers it (plus scores and timings)."""
-    retriever: Retriever | None = {"closed": None, "rag": kb, "oracle": OracleRetriever(q)}[setup]
+    oracle = OracleRetriever(q, plan.source_tokens)
+    retriever: Retriever | None = {"closed": None, "rag": kb, "oracle": oracle}[setup]
     engine.forget_prompt()
     t0 = time.perf_counter()
     turn = prepare_turn(

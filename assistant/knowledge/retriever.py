@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from ..errors import AssistantError
 from ..home import Home
 from ..message import Message
-from .grounding import GroundedPrompt, ground
+from .grounding import SOURCE_TOKENS, GroundedPrompt, ground
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,18 @@ class KnowledgeRetriever:
     available = True
     hint = ""
 
-    def __init__(self, kb: Any, chunks: int, collection: str | None = None) -> None:
+    def __init__(
+        self,
+        kb: Any,
+        chunks: int,
+        collection: str | None = None,
+        *,
+        source_tokens: int | None = SOURCE_TOKENS,
+    ) -> None:
         self.kb = kb  # a knowledge.kb.KnowledgeBase
         self.chunks = chunks
         self.collection = collection
+        self.source_tokens = source_tokens  # each source focused on its best sentences (None: whole chunks)
         mode = "" if kb.embedder is not None else " · keyword search only"
         self.description = f"{kb.path.name} · {chunks:,} chunks{mode}"
 
@@ -99,6 +107,7 @@ class KnowledgeRetriever:
             system=system,
             history=body[:-1],
             search_query=search_query,
+            source_tokens=self.source_tokens,
         )
 
     def close(self) -> None:
@@ -112,6 +121,7 @@ def open_retriever(
     collection: str | None = None,
     strict: bool = False,
     verbose: bool = False,
+    source_tokens: int | None = SOURCE_TOKENS,
 ) -> Retriever:
     """The knowledge base ``kb`` (default: the home's), or NoRetriever saying why there is none.
 
@@ -143,4 +153,4 @@ def open_retriever(
     if chunks == 0:
         base.close()
         return NoRetriever(EMPTY_HINT)
-    return KnowledgeRetriever(base, chunks, collection)
+    return KnowledgeRetriever(base, chunks, collection, source_tokens=source_tokens)

@@ -7,6 +7,7 @@ from tui_helpers import ready as wait_ready
 
 from assistant.conversations import ConversationStore
 from assistant.tui.keys import KEYS
+from assistant.turn import CHAT_TOP_K
 
 
 async def test_enter_sends_and_the_answer_streams_in(harness):
@@ -194,10 +195,10 @@ async def test_ctrl_r_toggles_retrieval(harness, kb):
         await wait_ready(pilot)
         assert app.status.info.retrieval == "on"
         await send(pilot, "How long does rice cook?")
-        assert len(kb.calls) == 1 and kb.calls[0][1] == 4  # top-k from the settings
+        assert len(kb.calls) == 1 and kb.calls[0][1] == CHAT_TOP_K  # top-k from the settings (default)
         sent = harness.engine.calls[-1][0][-1].content
         assert sent.startswith("Sources:") and sent.endswith("Question: How long does rice cook?")
-        assert [s.number for s in app.last_sources] == [1, 2]
+        assert [s.number for s in app.last_sources] == [1, 2][:CHAT_TOP_K]
         await pilot.press("ctrl+r")
         assert app.status.info.retrieval == "off"
         assert "KB off" in screen_text(app)

@@ -95,7 +95,9 @@ def test_main_screen_streaming(snap_compare, snapshot_home: Home):
 
 
 def test_sources_panel(snap_compare, snapshot_home: Home):
-    app = Harness(snapshot_home, reply=ANSWER).app(retriever=FakeRetriever(list(SOURCES)))
+    store = ConversationStore(":memory:")
+    store.set_setting("kb_top_k", len(SOURCES))  # the user asked for more sources than the default one
+    app = Harness(snapshot_home, reply=ANSWER).app(retriever=FakeRetriever(list(SOURCES)), store=store)
     assert snap_compare(app, terminal_size=(120, 30), run_before=answered)
 
 
