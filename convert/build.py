@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -40,6 +41,7 @@ from . import provenance as prov
 from .lock import (
     LOCK_TOOL,
     LOCK_VERSION,
+    TRAINING_RECORD,
     hash_gguf,
     lock_path_for,
     read_lock,
@@ -281,6 +283,22 @@ def _records(files: list[Path], root: Path) -> list[dict[str, Any]]:
     return [prov.file_record(p, root) for p in files]
 
 
+def training_record(adapter_dir: Path) -> dict[str, Any]:
+    """``{"training": ...}``: how an adapter made by `assistant finetune` was trained (its training.json:
+    data sha256s, settings, losses, versions, time), so the lock says what an update cost; else ``{}``."""
+    path = adapter_dir / TRAINING_RECORD if adapter_dir.is_dir() else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{path}: not a readable training record ({exc}); fix or remove it") from exc
+    if not isinstance(record, dict):
+        raise RecipeError(f"{path}: expected a JSON object, got {type(record).__name__}; fix or remove it")
+    record.pop("paths", None)  # this machine's paths at training time, not part of what the model is
+    return {"training": record}
+
+
 def input_records(
     recipe: Recipe, base: Resolved, adapters: list[Resolved], insp: Inspection
 ) -> dict[str, Any]:
@@ -301,6 +319,7 @@ def input_records(
                 "scale": entry.scale,
                 "revision": res.revision,
                 "files": _records(files, res.path),
+                **training_record(res.path),
             }
             for entry, res, files in zip(recipe.adapters, adapters, insp.adapter_files, strict=True)
         ],

@@ -24,6 +24,7 @@ from .recipe import show
 LOCK_SUFFIX = ".lock.json"
 LOCK_VERSION = 1
 LOCK_TOOL = "edge-assistant build"
+TRAINING_RECORD = "training.json"  # written by `assistant finetune` beside the adapter it made
 _REQUIRED = ("lock_version", "recipe", "inputs", "output", "provenance", "versions", "quality")
 
 

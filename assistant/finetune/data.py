@@ -4,8 +4,10 @@ Documents (txt, md, html, pdf, ... through the knowledge base's extractors) are 
 training on the user's own text. JSONL lines are either ``{"messages": [{"role", "content"}...]}``
 or ``{"question", "context", "answer"}``; both are rendered with the model's chat template, so
 the model learns the task in the layout it sees at inference. Every example is tokenized on its
-own (BOS as the model wants it) and the stream is cut into windows of ``window + 1`` tokens
-(inputs plus the next-token labels: llama.cpp labels every next token, there is no loss mask).
+own (BOS as the model wants it). Documents are one stream cut into windows of ``window + 1``
+tokens (inputs plus the next-token labels: llama.cpp labels every next token, there is no loss
+mask). Chat examples are packed whole into windows instead (``pack_examples``): an example cut
+across two windows would teach its answer in a window that no longer holds its sources.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def load(
     if not 0.0 <= val_split < 1.0:
         raise UsageError(f"--val-split must be in [0, 1), got {val_split}")
     stream: list[int] = []
+    chats: list[list[int]] = []
     files = []
     examples = 0
     for path in paths:
@@ -135,18 +138,22 @@ def load(
         if not texts:
             raise UsageError(f"training data {path} is empty (no text to train on)")
         for text in texts:
-            stream.extend(tokenize(text))
+            if kind == "chat":
+                chats.append(tokenize(text))
+            else:
+                stream.extend(tokenize(text))
         examples += len(texts)
         files.append({"path": str(path), "kind": kind, "sha256": sha256_file(path), "examples": len(texts)})
-    windows = cut(stream, window)
+    windows = np.concatenate([cut(stream, window), pack_examples(chats, window)])
     n = len(windows)
-    if n < 1:
+    tokens = len(stream) + sum(map(len, chats))
+    if n < 1 or tokens <= window:  # (packed chats would otherwise fill a window by repeating themselves)
         raise UsageError(
-            f"the training data is {len(stream)} tokens, too short for one {window}-token window; "
+            f"the training data is {tokens} tokens, too short for one {window}-token window; "
             "give more text or a smaller --window"
         )
     n_val = 0 if val_split == 0 or n < 2 else min(n - 1, max(1, round(n * val_split)))
-    return Dataset(windows[: n - n_val], windows[n - n_val :], len(stream), examples, files)
+    return Dataset(windows[: n - n_val], windows[n - n_val :], tokens, examples, files)
 
 
 def cut(stream: list[int], window: int, limit: int | None = None) -> np.ndarray:
@@ -157,6 +164,36 @@ def cut(stream: list[int], window: int, limit: int | None = None) -> np.ndarray:
     toks = np.asarray(stream, dtype=np.int32)
     rows = [toks[i * window : i * window + window + 1] for i in range(n)]
     return np.stack(rows) if rows else np.empty((0, window + 1), dtype=np.int32)
+
+
+def pack_examples(examples: list[list[int]], window: int) -> np.ndarray:
+    """Windows of ``window + 1`` tokens that each start at an example and hold whole examples.
+
+    First-fit decreasing: the longest examples first, each into the first window with room, so
+    little space is left over; what is left is filled with the start of another example (a
+    partial example still has its sources before anything it says). An example longer than a
+    window is cut into windows of its own. The windows are in a fixed pseudo-random order, so
+    the validation split (the last windows) is not the shortest examples.
+    """
+    width = window + 1
+    rows: list[list[int]] = []
+    bins: list[list[int]] = []
+    for ex in sorted((e for e in examples if len(e) > 1), key=len, reverse=True):
+        if len(ex) > width:
+            rows.extend(cut(ex, window).tolist())
+            continue
+        room = next((b for b in bins if len(b) + len(ex) <= width), None)
+        if room is None:
+            bins.append(list(ex))
+        else:
+            room.extend(ex)
+    for i, b in enumerate(bins):
+        filler = bins[(i + 1) % len(bins)] if len(bins) > 1 else b
+        while len(b) < width:
+            b.extend(filler[: width - len(b)])
+        rows.append(b)
+    order = np.random.default_rng(0).permutation(len(rows))
+    return np.asarray([rows[i] for i in order], dtype=np.int32).reshape(len(rows), width)
 
 
 def reference_windows(path: Path, tokenize: Callable[[str], list[int]], window: int) -> np.ndarray:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.lock import TRAINING_RECORD
+
 from .. import interrupt
 from ..errors import UsageError
 from ..io import atomic_write_text, sha256_file
@@ -299,10 +301,10 @@ def run(
         "recipe": str(recipe),
         "checkpoint": str(tuned),
         "working_copy": str(work),
-        "record": str(out_dir / "training.json"),
+        "record": str(out_dir / TRAINING_RECORD),
     }
     record = dict(summary, data=ds.files, settings=asdict(s), versions=_versions())
-    atomic_write_text(out_dir / "training.json", json.dumps(record, indent=1) + "\n")
+    atomic_write_text(out_dir / TRAINING_RECORD, json.dumps(record, indent=1) + "\n")
     return summary
 
 

@@ -76,6 +76,7 @@ def _write(path: Path, text: str) -> Path:
     [
         ("empty.txt", "", "empty.txt is empty (no text to train on)"),
         ("short.txt", "Just a few words.", "too short for one 256-token window"),
+        ("short.jsonl", '{"question": "q", "context": "c", "answer": "a"}\n', "too short for one 256-token window"),
         ("keys.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n{"prompt": "q", "completion": "a"}\n',
          "keys.jsonl:2: expected 'messages' or non-empty 'question', 'context', 'answer' strings, got ['completion', 'prompt']"),
         ("broken.jsonl", '{"question": "q", "context": "c", "answer": "a"}\n{"question": \n', "broken.jsonl:2: not valid JSON"),

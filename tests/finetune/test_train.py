@@ -130,6 +130,20 @@ def test_recipe_rebuilds_base_plus_adapter(trained: Trained, run_cli: Any) -> No
     ids = list(range(3, 60))
     ref, got = logits(trained.tuned, ids), logits(built, ids)
     assert np.abs(got - ref).max() < 1e-5 * np.abs(ref).max()
+    # the lock carries the adapter's training record: what the update cost and how it was made
+    lock = json.loads(Path(f"{built}.lock.json").read_text())
+    record = json.loads((trained.out / "training.json").read_text())
+    (adapter,) = lock["inputs"]["adapters"]
+    assert (
+        adapter["training"]["settings"] == record["settings"]
+        and adapter["training"]["settings"]["lr"] == 1e-3
+    )
+    assert adapter["training"]["seconds"] == record["seconds"] > 0
+    assert adapter["training"]["data"][0]["sha256"] == record["data"][0]["sha256"]
+    assert (
+        adapter["training"]["train_losses"] == trained.summary["train_losses"]
+        and "paths" not in adapter["training"]
+    )
 
 
 def test_train_selection() -> None:
@@ -177,3 +191,29 @@ def test_documents_go_through_the_knowledge_base_extractors(tmp_path: Path) -> N
     text = read_document(page)
     assert "Prime the pump before use." in text and "Pumps" in text
     assert "<p>" not in text and "x()" not in text and "p{}" not in text
+
+
+def test_chat_examples_are_packed_whole_into_windows() -> None:
+    from assistant.finetune.data import pack_examples
+
+    # example i is [100*i, 100*i + 1, ...]: each token says which example it belongs to and where
+    sizes = [5, 9, 3, 7, 4, 12]
+    examples = [[100 * i + j for j in range(n)] for i, n in enumerate(sizes)]
+    rows = pack_examples(examples, window=9)  # windows of 10 tokens
+    assert rows.shape[1] == 10 and rows.dtype == np.int32
+    starts = {100 * i for i in range(len(sizes))}
+    whole = []
+    for row in rows.tolist():
+        assert row[0] in starts  # every window starts at an example's first token
+        pos = 0
+        while pos < 10:  # whole examples, then at most the head of one more
+            i, n = row[pos] // 100, sizes[row[pos] // 100]
+            piece = row[pos : pos + n]
+            assert piece == examples[i][: len(piece)]
+            if len(piece) == n:
+                whole.append(i)
+            pos += n
+    # every example that fits a window is in some window whole; the 12-token one is cut into its own windows
+    assert sorted(set(whole)) == [0, 1, 2, 3, 4]
+    assert [r[:10] for r in rows.tolist() if r[0] == 500] == [examples[5][:10]]
+    assert len(rows) == 4  # 9+... first-fit decreasing: [9], [7+3], [5+4], and the long one's window
