@@ -43,6 +43,13 @@ PARSED_ONLY = {
     "assistant index add ~/notes": "placeholder",
     "assistant index eval --queries QUERIES.jsonl --qrels QRELS.tsv": "placeholder",
     "assistant build build/examples/support-bot.toml": "needs",
+    "assistant eval QA.jsonl --kb KB --sample 100": "placeholder",
+    "assistant eval QA.jsonl --kb KB -m SmolLM2-135M-Instruct.Q4_1.gguf -m support-bot --markdown report.md": (
+        "placeholder"
+    ),
+    "assistant finetune SmolLM2-135M-Instruct.Q4_1.gguf --data CHATS.jsonl --train last:8 --window 512 -o ADAPTER_DIR": (
+        "placeholder"
+    ),
 }
 
 # What each line that runs must show, beyond exit status 0 (a new README line needs an entry).
