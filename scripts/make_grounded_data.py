@@ -31,9 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-MLQA = ROOT.parent / "shared" / "eval" / "mlqa_en" / "mlqa_en_dev.jsonl"
-TUNE_SHARE = 0.6
 REFUSAL = "The sources do not say."
+
+from calibrate_relevance import mlqa_rows  # noqa: E402  (scripts/ is on sys.path when run)
 
 from assistant.engine.sampling import SamplingParams  # noqa: E402
 from assistant.evaluation.metrics import normalize_answer  # noqa: E402
@@ -45,15 +45,10 @@ from assistant.message import Message  # noqa: E402
 from assistant.turn import CHAT_TOP_K, prepare_turn  # noqa: E402
 
 
-def mlqa_split(path: Path = MLQA) -> tuple[list[dict], list[dict]]:
-    """(tuning rows, report rows): the first 60% of paragraphs by context_id in file order, and the rest."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    order: dict[str, None] = {}
-    for r in rows:
-        order.setdefault(r["context_id"], None)
-    ids = list(order)
-    tune = set(ids[: int(len(ids) * TUNE_SHARE)])
-    return [r for r in rows if r["context_id"] in tune], [r for r in rows if r["context_id"] not in tune]
+def tuning_rows() -> list[dict]:
+    """MLQA dev's questions on the first 60% of its paragraphs (the split calibrate_relevance.py uses)."""
+    rows, tune = mlqa_rows()
+    return [r for r in rows if r["context_id"] in tune]
 
 
 class Tokens:
@@ -106,7 +101,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    tune, _ = mlqa_split()
+    tune = tuning_rows()
     engine = Tokens(args.model)
     kb = tuning_kb(args.work, tune)
     retriever = KnowledgeRetriever(kb, kb.store.chunk_count())

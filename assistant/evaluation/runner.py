@@ -63,16 +63,14 @@ def parse_setups(text: str) -> list[str]:
 
 
 def training_seconds(folder: Path) -> float | None:
-    """The training time `assistant finetune` recorded in FOLDER/training.json, None without one."""
-    from convert.lock import TRAINING_RECORD
+    """The training time `assistant finetune` recorded in FOLDER/training.json, None without one
+    (for locks written before the build copied the record in)."""
+    from convert.build import training_record
 
-    record = folder / TRAINING_RECORD
-    if not record.is_file():
-        return None
     try:
-        seconds = json.loads(record.read_text(encoding="utf-8")).get("seconds")
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("training time in %s unknown: %s", record, exc)
+        seconds = training_record(folder).get("training", {}).get("seconds")
+    except AssistantError as exc:
+        log.warning("training time in %s unknown: %s", folder, exc)
         return None
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
