@@ -31,7 +31,7 @@ from assistant.io import clean_partials
 
 from . import provenance as prov
 from .peft import Adapter, LoraModule, load_adapter
-from .quant_types import DEFAULT_QUANT, QuantType
+from .quant_types import DEFAULT_QUANT, GGML_TYPE_BITS, QuantType
 from .quantize import default_threads, llama_quantize, parse_quant
 from .source import ADAPTER_PATTERNS, BaseModel, SourceTensor, open_base, resolve
 from .tokenizer import build_vocab
@@ -434,14 +434,25 @@ def _warn_requantize(src: BaseModel, q: QuantType) -> None:
     kinds = Counter(
         t.dtype for t in src.tensors if len(t.shape) >= 2 and t.dtype not in ("F32", "F16", "BF16", "F64")
     )
-    if kinds:
-        log.warning(
-            "%s is already quantized (%s): converting it to %s quantizes it a second time and loses quality; "
-            "start from its F16/F32 GGUF or the Hugging Face model if you have one",
+    if not kinds:
+        return
+    dtype = kinds.most_common(1)[0][0]
+    if GGML_TYPE_BITS.get(dtype, q.bits) < q.bits:  # e.g. Q4_1 -> Q8_0: the values are kept almost exactly
+        log.info(
+            "%s is quantized (%s): %s stores its values again at %d bits",
             src.path.name,
-            kinds.most_common(1)[0][0],
+            dtype,
             q.name,
+            q.bits,
         )
+        return
+    log.warning(
+        "%s is already quantized (%s): converting it to %s quantizes it a second time and loses quality; "
+        "start from its F16/F32 GGUF or the Hugging Face model if you have one",
+        src.path.name,
+        dtype,
+        q.name,
+    )
 
 
 def _quant_plan(src: BaseModel, plan: list[PlannedTensor], q: QuantType) -> list[str] | None:

@@ -63,7 +63,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_BASE = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_BASE = ROOT / "models" / "sources" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 LLAMA_FINETUNE = Path("/tmp/llama-finetune-build/bin/llama-finetune")
 DATA = Path("/usr/share/common-licenses/GPL-3")
 CACHE = Path(tempfile.gettempdir()) / "bench-finetune"

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.engine import ChatModel, Message  # noqa: E402
 
-MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf"
 SOURCE = "Logs are kept for 30 days, then compressed and moved to cold storage for a year. " * 4
 
 

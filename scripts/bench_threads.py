@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.engine.threads import max_threads  # noqa: E402
 
-MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf"
 SCIFACT = ROOT.parent / "shared" / "eval" / "scifact" / "corpus.jsonl"
 QUESTION = "Write a long story about a lighthouse keeper."
 STATES = ("idle", "busy1", "busy2", "job")

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from assistant.db import connect  # noqa: E402
 
 ASSISTANT = Path(sys.executable).parent / "assistant"
-MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf"
 PROMPT = "Write a short story about a robot who learns to paint."
 # 400 tokens (~3.5 s of decoding a side): with 160 a background blip on the shared 2-core machine
 # moved single rounds by +-10%

@@ -49,7 +49,7 @@ from assistant.knowledge.store import KnowledgeStore  # noqa: E402
 
 MODELS = ROOT / "models"
 EMBED = MODELS / "all-MiniLM-L6-v2.gguf"
-CHAT = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT = MODELS / "SmolLM2-135M-Instruct.Q8_0.gguf"
 TUNE_SHARE = 0.6
 DOCS_RELNOTES = 4  # newest git release notes in the documentation knowledge base
 DOCS_OTHERS = 10  # other small text files from /usr/share/doc

@@ -163,7 +163,7 @@ def mlqa(args: argparse.Namespace, embedder: Embedder) -> None:
     store.close()
     with open(d / "mlqa_en_dev.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()][: args.n]
-    chat = ChatModel(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=2048)
+    chat = ChatModel(ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf", n_ctx=2048)
     kb = KnowledgeBase.open(Home(ROOT / "models"), args.kb / "mlqa.db")
     params = SamplingParams().with_(temperature=0.0, max_tokens=48)
     count = lambda s: len(chat.tokenize(s))  # noqa: E731

@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "grounded-data")
     ap.add_argument("-k", type=int, default=CHAT_TOP_K, help="sources per question (default: the chat's)")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     tune = tuning_rows()

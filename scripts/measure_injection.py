@@ -137,7 +137,7 @@ def main() -> None:
     from assistant.turn import grounding_budget
 
     print(f"# grounding from {grounding.__file__}", file=sys.stderr)
-    chat = ChatModel(MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    chat = ChatModel(MODELS / "SmolLM2-135M-Instruct.Q8_0.gguf")
     params = SamplingParams().with_(temperature=0.0, max_tokens=args.n)
     count = lambda s: len(chat.tokenize(s))  # noqa: E731
     obeyed = quoted = retrieved = 0

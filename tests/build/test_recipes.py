@@ -1,4 +1,4 @@
-"""The recipes that ship: build/minilm.toml (run by `assistant setup`) and the sample
+"""The recipes that ship: build/minilm.toml and build/smollm2.toml (run by `assistant setup`) and the sample
 build/examples/support-bot.toml (a Hub chat model plus an adapter), on real or generated models."""
 
 from __future__ import annotations
@@ -71,18 +71,21 @@ def test_sample_recipe_hub_chat_model_plus_adapter(tmp_path: Path, run_cli) -> N
     assert r.returncode == 0 and "is up to date" in r.stdout
 
 
-def test_minilm_recipe_is_what_setup_runs(
-    tmp_path: Path, run_cli, minilm_src: Path, default_model_path: Path
+def test_setup_runs_the_recipes(
+    tmp_path: Path, run_cli, minilm_src: Path, default_model_path: Path, default_source_path: Path
 ) -> None:
-    from convert.minilm import MINILM_GGUF, MINILM_QUANT, minilm_gguf_current, minilm_recipe_path
+    """setup builds both default models with build/'s recipes; a home laid out by an older setup (the
+    Q4_1 at the top) has it moved into sources/, and the chat model's bytes are the checkout's."""
+    from convert.minilm import MINILM_GGUF, MINILM_QUANT
+    from convert.setup_recipes import gguf_current, setup_recipe_path
 
-    recipe_path = minilm_recipe_path()
+    recipe_path = setup_recipe_path("minilm.toml")
     assert recipe_path == ROOT / "build" / "minilm.toml"
     home = tmp_path / "home"
     (home / "sources").mkdir(parents=True)
     (home / "sources" / "all-MiniLM-L6-v2").symlink_to(minilm_src)  # extracted already: no download
     assert load_recipe(recipe_path, home).quant == MINILM_QUANT
-    (home / default_model_path.name).symlink_to(default_model_path)
+    (home / default_source_path.name).symlink_to(default_source_path)  # where older setups put it
 
     r = run_cli("setup", home=home)
     assert r.returncode == 0, r.stderr
@@ -95,10 +98,20 @@ def test_minilm_recipe_is_what_setup_runs(
     assert row["type"] == "F16" and row["mean_cosine"] > 0.9999 and row["min_cosine"] > 0.999
     assert row["neighbours"] == 1.0
     assert lock["inputs"]["base"]["spec"] == "{home}/sources/all-MiniLM-L6-v2"
-    assert minilm_gguf_current(out)
+    assert gguf_current("minilm.toml", out)
+
+    chat = home / default_model_path.name
+    assert f"ok  {default_source_path.name} moved into sources/" in r.stdout
+    assert (home / "sources" / default_source_path.name).is_symlink()
+    assert not (home / default_source_path.name).exists()
+    assert f"ok  {chat.name} (built from sources/{default_source_path.name}, Q8_0" in r.stdout
+    assert _sha(chat) == _sha(default_model_path) and gguf_current("smollm2.toml", chat)
+    (row,) = json.loads((home / f"{chat.name}.lock.json").read_text())["quality"]["rows"]
+    assert row["type"] == "Q8_0" and row["mean_kld"] < 0.01
 
     r = run_cli("setup", home=home)
     assert r.returncode == 0 and f"ok  {MINILM_GGUF} (up to date" in r.stdout
+    assert f"ok  {chat.name} (up to date with its recipe smollm2.toml)" in r.stdout
     r = run_cli("build", str(recipe_path), home=home)  # the recipe by hand: the same thing, nothing to do
     assert r.returncode == 0 and "is up to date" in r.stdout
     r = run_cli("verify", str(out), home=home)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-CHAT = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT = "SmolLM2-135M-Instruct.Q8_0.gguf"
 EMBED = "all-MiniLM-L6-v2.gguf"
 RECIPE = """base = "{home}/sources/tiny-base"
 quant = "Q8_0"
@@ -93,7 +93,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bundle")
     home = tmp / "home"
     home.mkdir()
-    for name in (CHAT, EMBED, EMBED + ".lock.json"):
+    for name in (CHAT, CHAT + ".lock.json", EMBED, EMBED + ".lock.json"):
         (home / name).symlink_to(MODELS / name)
     base = cvt_models.make_decoder(home / "sources" / "tiny-base")
     cvt_models.make_adapter(home / "sources" / "tiny-lora", base, targets=["q_proj", "v_proj"], seed=1)
@@ -147,7 +147,7 @@ def test_install_runs_offline_verifies_and_says_how_to_start(site: dict[str, obj
     assert isinstance(prefix, Path)
     out = inst.stdout
     assert "checking" in out and "files against manifest.json" in out
-    assert f"verify {EMBED}" in out
+    assert f"verify {EMBED}" in out and f"verify {CHAT}" in out
     assert "built: tiny.gguf; verify it" in out  # the recipe was rebuilt at the site
     assert str(prefix / "bin" / "assistant") in out.strip().splitlines()[-1]
     assert (prefix / "models" / CHAT).is_file() and (prefix / "models" / "knowledge" / "default.db").is_file()

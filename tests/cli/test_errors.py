@@ -83,7 +83,7 @@ def test_unknown_model_name_lists_known(run_cli, home_with_default):
     one_line_error(
         run_cli("ask", "--model", "llama-70b", "hi", home=home_with_default),
         "unknown model 'llama-70b'",
-        "SmolLM2-135M-Instruct.Q4_1",
+        "SmolLM2-135M-Instruct.Q8_0",
     )
 
 
@@ -105,7 +105,7 @@ def test_verbose_shows_traceback(run_cli, home, tmp_path):
 
 
 def test_model_given_by_name_and_prefix(run_cli, home_with_default, tmp_path):
-    for name in ("SmolLM2-135M-Instruct.Q4_1", "smollm2"):
+    for name in ("SmolLM2-135M-Instruct.Q8_0", "smollm2"):
         r = run_cli("ask", "--model", name, "-n", "2", "hi", home=home_with_default)
         assert r.returncode == 0, r.stderr
 

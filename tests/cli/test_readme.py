@@ -44,10 +44,10 @@ PARSED_ONLY = {
     "assistant index eval --queries QUERIES.jsonl --qrels QRELS.tsv": "placeholder",
     "assistant build build/examples/support-bot.toml": "needs",
     "assistant eval QA.jsonl --kb KB --sample 100": "placeholder",
-    "assistant eval QA.jsonl --kb KB -m SmolLM2-135M-Instruct.Q4_1.gguf -m support-bot --markdown report.md": (
+    "assistant eval QA.jsonl --kb KB -m SmolLM2-135M-Instruct.Q8_0.gguf -m support-bot --markdown report.md": (
         "placeholder"
     ),
-    "assistant finetune SmolLM2-135M-Instruct.Q4_1.gguf --data CHATS.jsonl --train last:8 --window 512 -o ADAPTER_DIR": (
+    "assistant finetune SmolLM2-135M-Instruct.Q8_0.gguf --data CHATS.jsonl --train last:8 --window 512 -o ADAPTER_DIR": (
         "placeholder"
     ),
 }
@@ -71,8 +71,8 @@ EXPECT: dict[str, Check] = {
     'echo "What is GGUF?" | assistant ask': _answered,
     'cat build/examples/support-bot.txt | assistant ask "How do I reset the router?"': _answered,
     'assistant ask --json "Hi"': _json_answer,
-    "assistant models": lambda out: "SmolLM2-135M-Instruct.Q4_1.gguf" in out,
-    "assistant models show SmolLM2": lambda out: "SmolLM2" in out and "Q4_1" in out,
+    "assistant models": lambda out: "SmolLM2-135M-Instruct.Q8_0.gguf" in out,
+    "assistant models show SmolLM2": lambda out: "SmolLM2" in out and "Q8_0" in out,
     "assistant index add docs/ --collection work": lambda out: "2" in out and "document" in out,
     'assistant ask "Which thread runs llama_decode?"': _answered,
     'assistant search "compute thread" -k 5': lambda out: "ARCHITECTURE.md" in out,
@@ -185,7 +185,7 @@ def test_lines_needing_user_inputs_parse(command: str, run_cli) -> None:
 
 def _scratch_checkout(tmp_path: Path, models: Path) -> Path:
     """build/ and docs/ of the checkout, and a models/ home with what ./setup.sh installs: inputs as
-    symlinks, the embedding model and its lock as copies (`build --all` checks that recipe's output,
+    symlinks, the built models and their locks as copies (`build --all` checks those recipes' outputs,
     and an output must resolve inside the home)."""
     work = tmp_path / "checkout"
     for name in ("build", "docs"):
@@ -193,7 +193,8 @@ def _scratch_checkout(tmp_path: Path, models: Path) -> Path:
     home = work / "models"
     home.mkdir()
     for name, copy in (
-        ("SmolLM2-135M-Instruct.Q4_1.gguf", False),
+        ("SmolLM2-135M-Instruct.Q8_0.gguf", True),
+        ("SmolLM2-135M-Instruct.Q8_0.gguf.lock.json", True),
         ("sources", False),
         ("all-MiniLM-L6-v2.gguf", True),
         ("all-MiniLM-L6-v2.gguf.lock.json", True),

@@ -64,9 +64,10 @@ def test_real_minilm_cosine(tmp_path: Path, minilm_src: Path, minilm_weights, ll
 
 def test_setup_installed_minilm_is_current(minilm_src: Path, llama_run) -> None:
     """./setup.sh converted the embedding model into models/ with the chosen type."""
-    from convert.minilm import MINILM_QUANT, minilm_gguf_current
+    from convert.minilm import MINILM_QUANT
+    from convert.setup_recipes import gguf_current
 
     gguf = minilm_src.parent.parent / "all-MiniLM-L6-v2.gguf"
-    assert minilm_gguf_current(gguf)
+    assert gguf_current("minilm.toml", gguf)
     run = llama_run(gguf, embeddings=True, n_ctx=512)
     assert run.meta("general.architecture") == "bert" and MINILM_QUANT == "F16"

@@ -9,7 +9,8 @@ import pytest
 
 from assistant.errors import StorageError
 from assistant.models import default as d
-from convert.minilm import install_minilm, minilm_gguf_current
+from convert.minilm import install_minilm
+from convert.setup_recipes import gguf_current
 
 
 def test_extract_zip_is_atomic_and_idempotent(tmp_path: Path) -> None:
@@ -47,13 +48,13 @@ def test_install_minilm_converts_once(tmp_path: Path, minilm_src: Path) -> None:
             (src / p.relative_to(minilm_src)).parent.mkdir(parents=True, exist_ok=True)
             (src / p.relative_to(minilm_src)).symlink_to(p)
     steps: list[str] = []
-    first = install_minilm(home, on_step=steps.append)  # extracted already (marker): no download, just the build
+    first = install_minilm(home, on_step=steps.append)  # extracted (marker): no download, the build
     out = first.out
-    assert first.built and minilm_gguf_current(out)
+    assert first.built and gguf_current("minilm.toml", out)
     assert steps == [f"build {out.name} with the recipe minilm.toml (F16) …"]
     mtime = out.stat().st_mtime_ns
     again = install_minilm(home, on_step=steps.append)
     assert (again.out, again.built) == (out, False) and len(steps) == 1
     assert out.stat().st_mtime_ns == mtime
     out.write_bytes(b"GGUF broken")  # a damaged file is not "current": converted again
-    assert install_minilm(home).built and minilm_gguf_current(out)
+    assert install_minilm(home).built and gguf_current("minilm.toml", out)

@@ -101,7 +101,7 @@ def test_unwritable_cache_next_to_the_model_falls_back_to_the_user_cache(
 def test_quantized_models_and_off_are_used_as_they_are(default_model_path: Path, model_copy: Path) -> None:
     from assistant.knowledge.bf16 import working_copy
 
-    assert working_copy(default_model_path, "b" * 64, mode="on") == default_model_path  # Q4_1: no copy
+    assert working_copy(default_model_path, "b" * 64, mode="on") == default_model_path  # Q8_0: no copy
     assert working_copy(model_copy, "c" * 64, mode="off") == model_copy
     assert not (model_copy.parent / ".cache").exists()
 

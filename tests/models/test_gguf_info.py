@@ -15,7 +15,7 @@ def test_default_model_header(default_model_path):
     assert info.architecture == "llama"
     assert info.kind == "model"
     assert info.context_length == 8192
-    assert info.quant_type == "Q4_1"
+    assert info.quant_type == "Q8_0"
     assert 130e6 < info.n_params < 140e6
     assert info.chat_template and "<|im_start|>" in info.chat_template
     assert isinstance(info.metadata["tokenizer.ggml.tokens"], LongArray)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from support.gguf_factory import write_header_only
+
+
+def _built_sha256(home: Path) -> str:
+    lock = json.loads((home / "SmolLM2-135M-Instruct.Q8_0.gguf.lock.json").read_text())
+    return lock["output"]["sha256"]
 
 
 def test_list_table(run_cli, home_with_default):
@@ -13,23 +19,21 @@ def test_list_table(run_cli, home_with_default):
     assert r.returncode == 0, r.stderr
     header, smol = r.stdout.splitlines()[0:2]
     assert header.split() == ["NAME", "ROLE", "ARCH", "PARAMS", "QUANT", "SIZE", "CTX", "TEMPLATE", "SHA256"]
-    assert (
-        smol.split()
-        == [
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "chat",
-            "llama",
-            "135M",
-            "Q4_1",
-            "98.4",
-            "MB",
-            "8,192",
-            "yes",
-            "b179c9523d0e",
-        ]
-        or "SmolLM2" in r.stdout
-    )
+    size = (home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf").stat().st_size
+    assert smol.split() == [
+        "SmolLM2-135M-Instruct.Q8_0.gguf",
+        "chat",
+        "llama",
+        "135M",
+        "Q8_0",
+        f"{size / 1e6:.1f}",
+        "MB",
+        "8,192",
+        "yes",
+        _built_sha256(home_with_default)[:12],
+    ]
     assert "minilm.gguf" in r.stdout and "embedding" in r.stdout
+    assert "Q4_1" not in r.stdout  # the build's source in sources/ is not a model to run
 
 
 def test_list_json(run_cli, home_with_default):
@@ -37,11 +41,11 @@ def test_list_json(run_cli, home_with_default):
     (line,) = r.stdout.strip().splitlines()
     d = json.loads(line)
     assert d["architecture"] == "llama"
-    assert d["quant_type"] == "Q4_1"
+    assert d["quant_type"] == "Q8_0"
     assert d["context_length"] == 8192
     assert d["chat_template"] is True
-    assert d["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-    assert d["size_bytes"] == 98_362_432
+    assert d["sha256"] == _built_sha256(home_with_default)
+    assert d["size_bytes"] == (home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf").stat().st_size
 
 
 def test_show(run_cli, home_with_default):

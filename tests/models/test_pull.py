@@ -46,7 +46,7 @@ def test_offline_from_cache(run_cli, home, tmp_path, default_model_path):
     dest = home / "tiny.gguf"
     assert dest.is_file() and not dest.is_symlink()
     assert dest.stat().st_size == default_model_path.stat().st_size
-    assert "llama, Q4_1" in r.stdout
+    assert "llama, Q8_0" in r.stdout
 
 
 def test_bad_repo_id(tmp_path):

@@ -33,7 +33,7 @@ def no_network(monkeypatch):
 
 async def test_real_model_answers_streams_stops_and_persists(home_with_default: Path, no_network):
     home = Home(home_with_default)
-    model = home.root / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = home.root / "SmolLM2-135M-Instruct.Q8_0.gguf"
     options = TuiOptions(home=home, model=model, n_ctx=1024, sampling={"temperature": 0.0, "max_tokens": 40})
     app = AssistantApp(options)  # the real engine, retriever seam and conversation store
     try:
@@ -42,7 +42,7 @@ async def test_real_model_answers_streams_stops_and_persists(home_with_default: 
             await wait_ready(pilot)
             assert app.model_state == "ready", app.model_error
             assert app.engine.n_ctx == 1024
-            assert app.status.info.quant == "Q4_1"
+            assert app.status.info.quant == "Q8_0"
             assert app.status.info.retrieval == "none"  # no knowledge base in this home
             await send(pilot, "What is the capital of France?", wait=False)
             await wait_for(pilot, lambda: app.turn is None, timeout=180, what="the answer")

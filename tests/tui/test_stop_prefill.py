@@ -33,7 +33,7 @@ def test_an_answer_stopped_before_its_first_token_shows_no_speed() -> None:
 @pytest.mark.slow
 async def test_esc_while_the_prompt_is_read_stops_before_the_first_token(home_with_default: Path) -> None:
     home = Home(home_with_default)
-    model = home.root / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = home.root / "SmolLM2-135M-Instruct.Q8_0.gguf"
     options = TuiOptions(home=home, model=model, n_ctx=4096, sampling={"temperature": 0.0, "max_tokens": 40})
     app = AssistantApp(options)
     try:
