@@ -143,7 +143,7 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
-def _log_softmax(x: Any) -> Any:
+def log_softmax(x: Any) -> Any:
     import numpy as np
 
     x = x.astype(np.float64)
@@ -212,7 +212,7 @@ class NextTokenEval:
         try:
             row = 0
             for w, first in zip(self.windows, self.first, strict=True):
-                lp = _log_softmax(ctx.eval_logits(w)[first : len(w) - 1])
+                lp = log_softmax(ctx.eval_logits(w)[first : len(w) - 1])
                 tg = np.asarray(w[first + 1 :], dtype=np.int64)
                 self.ref_lp[row : row + len(tg)] = lp
                 self.targets[row : row + len(tg)] = tg
@@ -241,9 +241,7 @@ class NextTokenEval:
             row = 0
             for w, first in zip(self.windows, self.first, strict=True):
                 # rounded like the stored reference, so identical logits give a KLD of exactly 0
-                lq = (
-                    _log_softmax(ctx.eval_logits(w)[first : len(w) - 1]).astype(np.float32).astype(np.float64)
-                )
+                lq = log_softmax(ctx.eval_logits(w)[first : len(w) - 1]).astype(np.float32).astype(np.float64)
                 m = lq.shape[0]
                 lp = np.asarray(self.ref_lp[row : row + m], dtype=np.float64)
                 tg = self.targets[row : row + m]

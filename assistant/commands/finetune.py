@@ -85,6 +85,14 @@ if TYPE_CHECKING:
     help="Tokens per training window (a multiple of 256).",
 )
 @click.option(
+    "--loss",
+    type=click.Choice(["answers", "all"]),
+    default="answers",
+    show_default=True,
+    help="Chat data: learn the assistant turns only (the sources, question and template are context, "
+    "kept as the base model reads them) or every token. Documents always train on every token.",
+)
+@click.option(
     "--rank",
     type=click.IntRange(min=1),
     default=16,
@@ -122,6 +130,7 @@ def finetune_command(
     val_split: float,
     patience: int,
     window: int,
+    loss: str,
     rank: int,
     quant: str,
     seed: int,
@@ -156,8 +165,9 @@ def finetune_command(
         seed=seed,
         reference=str(reference.expanduser().absolute()) if reference else None,
         max_forgetting=max_forgetting,
+        loss=loss,
     )
-    bar = _ProgressLine() if sys.stderr.isatty() else None
+    bar = _ProgressLine() if sys.stderr.isatty() else _ProgressLog()
     with interrupt.handling():
         try:
             summary = run(
@@ -172,8 +182,7 @@ def finetune_command(
                 progress=bar,
             )
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -182,6 +191,12 @@ def finetune_command(
         f"validation {_f(summary['val_loss_first'])} -> {_f(summary['val_loss_last'])}, "
         f"{_f(summary['train_tokens_per_s'], 1)} tok/s, {summary['seconds']:.0f} s"
     )
+    answers = summary["val_target_losses"]
+    if answers:
+        click.echo(
+            f"validation loss on the answers alone {_f(answers[0])} -> {_f(answers[-1])} "
+            f"({summary['target_tokens']:,} of {summary['tokens']:,} tokens are answers)"
+        )
     click.echo(f"reference text perplexity {summary['forgetting']:+.1%}" + _stopped(summary["stopped_early"]))
     share = summary["adapter"]["share_kept"]
     click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change; wrote {out_dir}")
@@ -209,6 +224,13 @@ def _resolve_base(app: AppContext, spec: str) -> Path:
     return resolve_model(spec, app.home).absolute()
 
 
+def _progress_text(p: Progress) -> str:
+    return (
+        f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps}  loss {p.loss:.4f}  "
+        f"lr {p.lr:.2e}  {p.tokens_per_s:.0f} tok/s  ETA {p.eta_s:.0f}s"
+    )
+
+
 class _ProgressLine:
     """One line on stderr at a terminal: epoch, step, loss, lr, tokens/s, ETA."""
 
@@ -216,10 +238,7 @@ class _ProgressLine:
         self._open = False
 
     def __call__(self, p: Progress) -> None:
-        sys.stderr.write(
-            f"\r\x1b[2Kepoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps}  loss {p.loss:.4f}  "
-            f"lr {p.lr:.2e}  {p.tokens_per_s:.0f} tok/s  ETA {p.eta_s:.0f}s"
-        )
+        sys.stderr.write(f"\r\x1b[2K{_progress_text(p)}")
         sys.stderr.flush()
         self._open = True
 
@@ -227,3 +246,15 @@ class _ProgressLine:
         if self._open:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
+
+
+class _ProgressLog:
+    """Not at a terminal (a log file, CI, nohup): a plain line every 5% of the steps, and the last one."""
+
+    def __call__(self, p: Progress) -> None:
+        if p.step % max(-(-p.steps // 20), 1) == 0 or p.step == p.steps:
+            sys.stderr.write(_progress_text(p) + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        pass

@@ -5,15 +5,22 @@ training on the user's own text. JSONL lines are either ``{"messages": [{"role",
 or ``{"question", "context", "answer"}``; both are rendered with the model's chat template, so
 the model learns the task in the layout it sees at inference. Every example is tokenized on its
 own (BOS as the model wants it). Documents are one stream cut into windows of ``window + 1``
-tokens (inputs plus the next-token labels: llama.cpp labels every next token, there is no loss
-mask). Chat examples are packed whole into windows instead (``pack_examples``): an example cut
-across two windows would teach its answer in a window that no longer holds its sources.
+tokens (inputs plus the next-token labels). Chat examples are packed whole into windows instead
+(``pack_examples``): an example cut across two windows would teach its answer in a window that
+no longer holds its sources.
+
+Each token also says whether it is a *target* (``Dataset.train_mask``): with ``loss="answers"``
+only the assistant turns of chat examples are (their text and end-of-turn token); the template,
+system prompt, sources and question are context. Document text is always a target. What a
+context position is labelled with is the trainer's business (train.py: the base model's own
+prediction, since llama.cpp's optimizer has no loss mask).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,13 @@ import numpy as np
 from ..errors import UsageError
 from ..io import sha256_file
 
+log = logging.getLogger(__name__)
+
 QA_KEYS = ("question", "context", "answer")
+LOSSES = ("answers", "all")  # chat examples: loss on the assistant turns only, or on every token
+
+Messages = list[dict[str, str]]
+Render = Callable[[Messages, bool], str]  # (messages, add_generation_prompt) -> text
 
 
 @dataclass
@@ -33,10 +46,43 @@ class Dataset:
     tokens: int  # tokens in the stream before it was cut
     examples: int
     files: list[dict[str, Any]]  # path, kind, sha256, examples
+    train_mask: np.ndarray  # (n_train, window + 1) bool: this token is a target of the loss
+    val_mask: np.ndarray
+    targets: int = 0  # target tokens among ``tokens``
 
     @property
     def train_tokens(self) -> int:
         return int(self.train.shape[0] * (self.train.shape[1] - 1))
+
+
+@dataclass
+class Example:
+    tokens: list[int]
+    targets: list[bool]  # per token: is it a target of the loss
+
+
+def chat_example(msgs: Messages, render: Render, tokenize: Callable[[str], list[int]], loss: str) -> Example:
+    """A chat rendered and tokenized; with loss="answers" only its assistant turns are targets.
+
+    A turn's tokens are found by rendering the chat up to it (with the generation prompt) and
+    through it: both must tokenize to a prefix of the whole. A template where they do not (it
+    rewrites earlier turns, say) gets every token as a target, with a warning.
+    """
+    tokens = tokenize(render(msgs, False))
+    if loss == "all":
+        return Example(tokens, [True] * len(tokens))
+    targets = [False] * len(tokens)
+    for j, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        before, through = tokenize(render(msgs[:j], True)), tokenize(render(msgs[: j + 1], False))
+        if tokens[: len(before)] != before or tokens[: len(through)] != through:
+            log.warning(
+                "the chat template renders a turn differently alone; this example trains on every token"
+            )
+            return Example(tokens, [True] * len(tokens))
+        targets[len(before) : len(through)] = [True] * (len(through) - len(before))
+    return Example(tokens, targets)
 
 
 def qa_messages(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -66,8 +112,8 @@ def _messages(record: Any, where: str) -> list[dict[str, str]]:
     )
 
 
-def read_chat_jsonl(path: Path, render: Callable[[list[dict[str, str]]], str]) -> Iterator[str]:
-    """Each line of a JSONL file rendered with the chat template (one-line errors name file and line)."""
+def read_chat_jsonl(path: Path) -> Iterator[Messages]:
+    """Each line of a JSONL file as chat messages (one-line errors name file and line)."""
     try:
         fh = path.open(encoding="utf-8")
     except OSError as exc:
@@ -80,7 +126,7 @@ def read_chat_jsonl(path: Path, render: Callable[[list[dict[str, str]]], str]) -
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            yield render(_messages(record, f"{path}:{n}"))
+            yield _messages(record, f"{path}:{n}")
 
 
 def read_document(path: Path) -> str:
@@ -115,48 +161,60 @@ def load(
     window: int,
     val_split: float,
     tokenize: Callable[[str], list[int]],
-    render: Callable[[list[dict[str, str]]], str],
+    render: Render,
+    loss: str = "answers",
 ) -> Dataset:
     """Read, render, tokenize and cut the data into windows; one-line errors for anything unusable."""
     if not paths:
         raise UsageError("no training data: give --data PATH (documents or JSONL)")
     if not 0.0 <= val_split < 1.0:
         raise UsageError(f"--val-split must be in [0, 1), got {val_split}")
+    if loss not in LOSSES:
+        raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     stream: list[int] = []
-    chats: list[list[int]] = []
+    chats: list[Example] = []
     files = []
     examples = 0
     for path in paths:
         if not path.is_file():
             raise UsageError(f"training data {path} is not a file")
-        texts: list[str]
         if path.suffix.lower() in (".jsonl", ".ndjson"):
-            kind, texts = "chat", list(read_chat_jsonl(path, render))
+            kind = "chat"
+            found = [chat_example(m, render, tokenize, loss) for m in read_chat_jsonl(path)]
+            found = [e for e in found if e.tokens]
+            chats += found
+            n_found = len(found)
         else:
-            kind, texts = "document", [read_document(path)]
-        texts = [t for t in texts if t.strip()]
-        if not texts:
-            raise UsageError(f"training data {path} is empty (no text to train on)")
-        for text in texts:
-            if kind == "chat":
-                chats.append(tokenize(text))
-            else:
+            kind, text = "document", read_document(path)
+            n_found = 1 if text.strip() else 0
+            if n_found:
                 stream.extend(tokenize(text))
-        examples += len(texts)
-        files.append({"path": str(path), "kind": kind, "sha256": sha256_file(path), "examples": len(texts)})
-    windows = np.concatenate([cut(stream, window), pack_examples(chats, window)])
+        if not n_found:
+            raise UsageError(f"training data {path} is empty (no text to train on)")
+        examples += n_found
+        files.append({"path": str(path), "kind": kind, "sha256": sha256_file(path), "examples": n_found})
+    tokens = len(stream) + sum(len(e.tokens) for e in chats)
+    targets = len(stream) + sum(sum(e.targets) for e in chats)
+    if chats and not targets:
+        raise UsageError("the chat data has no assistant turn to learn from (loss on answers only)")
+    docs = cut(stream, window)
+    packed, packed_mask = pack_examples(chats, window)
+    windows = np.concatenate([docs, packed])
+    mask = np.concatenate([np.ones(docs.shape, dtype=bool), packed_mask])
     n = len(windows)
-    tokens = len(stream) + sum(map(len, chats))
     if n < 1 or tokens <= window:  # (packed chats would otherwise fill a window by repeating themselves)
         raise UsageError(
             f"the training data is {tokens} tokens, too short for one {window}-token window; "
             "give more text or a smaller --window"
         )
     n_val = 0 if val_split == 0 or n < 2 else min(n - 1, max(1, round(n * val_split)))
-    return Dataset(windows[: n - n_val], windows[n - n_val :], tokens, examples, files)
+    return Dataset(
+        windows[: n - n_val], windows[n - n_val :], tokens, examples, files,
+        mask[: n - n_val], mask[n - n_val :], targets,
+    )  # fmt: skip
 
 
-def cut(stream: list[int], window: int, limit: int | None = None) -> np.ndarray:
+def cut(stream: Sequence[int], window: int, limit: int | None = None) -> np.ndarray:
     """Consecutive windows of window + 1 tokens (the last token of one is the first of the next)."""
     n = (len(stream) - 1) // window
     if limit is not None:
@@ -166,8 +224,9 @@ def cut(stream: list[int], window: int, limit: int | None = None) -> np.ndarray:
     return np.stack(rows) if rows else np.empty((0, window + 1), dtype=np.int32)
 
 
-def pack_examples(examples: list[list[int]], window: int) -> np.ndarray:
-    """Windows of ``window + 1`` tokens that each start at an example and hold whole examples.
+def pack_examples(examples: list[Example], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``window + 1`` tokens that each start at an example and hold whole examples, and
+    their target masks.
 
     First-fit decreasing: the longest examples first, each into the first window with room, so
     little space is left over; what is left is filled with the start of another example (a
@@ -177,23 +236,32 @@ def pack_examples(examples: list[list[int]], window: int) -> np.ndarray:
     """
     width = window + 1
     rows: list[list[int]] = []
-    bins: list[list[int]] = []
-    for ex in sorted((e for e in examples if len(e) > 1), key=len, reverse=True):
-        if len(ex) > width:
-            rows.extend(cut(ex, window).tolist())
+    masks: list[list[bool]] = []
+    bins: list[tuple[list[int], list[bool]]] = []
+    for ex in sorted((e for e in examples if len(e.tokens) > 1), key=lambda e: len(e.tokens), reverse=True):
+        if len(ex.tokens) > width:
+            rows.extend(cut(ex.tokens, window).tolist())
+            masks.extend(cut(ex.targets, window).astype(bool).tolist())
             continue
-        room = next((b for b in bins if len(b) + len(ex) <= width), None)
+        room = next((b for b in bins if len(b[0]) + len(ex.tokens) <= width), None)
         if room is None:
-            bins.append(list(ex))
+            bins.append((list(ex.tokens), list(ex.targets)))
         else:
-            room.extend(ex)
-    for i, b in enumerate(bins):
-        filler = bins[(i + 1) % len(bins)] if len(bins) > 1 else b
-        while len(b) < width:
-            b.extend(filler[: width - len(b)])
-        rows.append(b)
+            room[0].extend(ex.tokens)
+            room[1].extend(ex.targets)
+    for i, (toks, targets) in enumerate(bins):
+        filler = bins[(i + 1) % len(bins)] if len(bins) > 1 else (toks, targets)
+        while len(toks) < width:
+            need = width - len(toks)
+            toks.extend(filler[0][:need])
+            targets.extend(filler[1][:need])
+        rows.append(toks)
+        masks.append(targets)
     order = np.random.default_rng(0).permutation(len(rows))
-    return np.asarray([rows[i] for i in order], dtype=np.int32).reshape(len(rows), width)
+    return (
+        np.asarray([rows[i] for i in order], dtype=np.int32).reshape(len(rows), width),
+        np.asarray([masks[i] for i in order], dtype=bool).reshape(len(rows), width),
+    )
 
 
 def reference_windows(path: Path, tokenize: Callable[[str], list[int]], window: int) -> np.ndarray:

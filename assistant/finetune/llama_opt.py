@@ -154,6 +154,7 @@ class Trainer:
             self.close()
             raise ModelError(f"llama.cpp gave a {self.window}-token context for {window}; cannot train")
         self.n_vocab = self.model.n_vocab
+        self.threads = threads
         self.trainable = trainable
         self.opt = OptimizerParams()
         self.opt.adamw = default_adamw()
@@ -183,28 +184,33 @@ class Trainer:
     def set_lr(self, lr: float) -> None:
         self.opt.adamw.alpha = lr
 
-    def _dataset(self, windows: np.ndarray) -> int:
-        """A ggml_opt dataset of the windows (rows of window+1 tokens: inputs and next-token labels)."""
+    def _dataset(self, windows: np.ndarray, labels: np.ndarray | None) -> int:
+        """A ggml_opt dataset of the windows (rows of window+1 tokens) and their labels (rows of
+        window tokens; None: each next token)."""
         n, width = windows.shape
         if width != self.window + 1:
             raise ModelError(f"a training window must hold {self.window + 1} tokens, got {width}")
-        if windows.size and (windows.min() < 0 or windows.max() >= self.n_vocab):
-            raise ModelError(f"a token id is outside the vocabulary (0..{self.n_vocab - 1})")
+        w = np.ascontiguousarray(windows, dtype=np.int32)
+        lab = w[:, 1:] if labels is None else np.ascontiguousarray(labels, dtype=np.int32).reshape(n, -1)
+        if lab.shape != (n, self.window):
+            raise ModelError(f"labels must be {n} rows of {self.window} tokens, got {lab.shape}")
+        for part in (w, lab):
+            if part.size and (part.min() < 0 or part.max() >= self.n_vocab):
+                raise ModelError(f"a token id is outside the vocabulary (0..{self.n_vocab - 1})")
         ds = self.ggml.ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, self.window, self.window, n, 1)
         if not ds:
             raise ModelError("llama.cpp could not allocate the training dataset")
-        w = np.ascontiguousarray(windows, dtype=np.int32)
         for getter, part in (
             (self.ggml.ggml_opt_dataset_data, w[:, :-1]),
-            (self.ggml.ggml_opt_dataset_labels, w[:, 1:]),
+            (self.ggml.ggml_opt_dataset_labels, lab),
         ):
             buf = np.ascontiguousarray(part)
             ctypes.memmove(self.ggml.ggml_get_data(getter(ds)), buf.ctypes.data, buf.nbytes)
         return int(ds)
 
-    def _run(self, windows: np.ndarray, train: bool) -> float:
-        """Mean next-token loss over the windows; trains on them (one step each) if ``train``."""
-        ds = self._dataset(windows)
+    def _run(self, windows: np.ndarray, labels: np.ndarray | None, train: bool) -> float:
+        """Mean loss over the windows; trains on them (one step each) if ``train``."""
+        ds = self._dataset(windows, labels)
         res = self._result
         try:
             self.ggml.ggml_opt_result_reset(res)
@@ -218,19 +224,46 @@ class Trainer:
         finally:
             self.ggml.ggml_opt_dataset_free(ds)
 
-    def train_step(self, window: np.ndarray) -> float:
-        """One optimizer step on one window (window+1 tokens); its loss before the step."""
-        return self._run(window[None, :], train=True)
+    def train_step(self, window: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """One optimizer step on one window (window+1 tokens; labels: window tokens, None for each
+        next token); its loss before the step."""
+        return self._run(window[None, :], None if labels is None else labels[None, :], train=True)
 
-    def evaluate(self, windows: np.ndarray) -> float:
+    def evaluate(self, windows: np.ndarray, labels: np.ndarray | None = None) -> float:
         """Mean loss over windows, no update (one call per window, so Ctrl+C stops between them)."""
         if not len(windows):
             return float("nan")
         total = 0.0
-        for w in windows:
-            total += self._run(w[None, :], train=False)
+        for i, w in enumerate(windows):
+            total += self._run(w[None, :], None if labels is None else labels[i : i + 1], train=False)
             interrupt.check()
         return total / len(windows)
+
+    def target_loss(self, windows: np.ndarray, mask: np.ndarray) -> float:
+        """Mean next-token loss on the target tokens only (``mask`` as the windows: which tokens are
+        targets), by an inference pass over the weights as they are now; NaN without targets."""
+        from convert.quality import log_softmax
+
+        from ..engine.backend import ContextConfig, LlamaContext
+
+        if not len(windows) or not mask[:, 1:].any():
+            return float("nan")
+        ctx = LlamaContext(
+            self.model, ContextConfig(n_ctx=self.window, n_threads=self.threads, n_batch=self.window)
+        )
+        total, count = 0.0, 0
+        try:
+            for w, m in zip(windows, mask, strict=True):
+                rows = np.flatnonzero(m[1:])
+                if not len(rows):
+                    continue
+                lp = log_softmax(ctx.eval_logits(w[:-1].tolist())[rows])
+                total -= float(lp[np.arange(len(rows)), w[1:][rows]].sum())
+                count += len(rows)
+                interrupt.check()
+        finally:
+            ctx.close()
+        return total / count
 
     def save(self, path: Path) -> None:
         """The weights as they are now, as a GGUF (llama.cpp drops the chat template here)."""
@@ -247,3 +280,28 @@ class Trainer:
             L.llama_free(self._ctx)
             self._ctx = None
         self.model.close()
+
+
+def greedy_labels(model_path: Path, windows: np.ndarray, *, threads: int) -> np.ndarray:
+    """What the model at ``model_path`` predicts after each token of each window: (n, window) ids.
+
+    llama.cpp's optimizer labels every position and has no loss mask. A context position labelled
+    with the frozen base model's own greedy token gets the smallest gradient a one-hot label can
+    give there (zero where the base is sure), and what it does teach is to keep predicting as the
+    base did: the loss goes to the answers, and the context anchors the rest instead of being
+    learned as text to reproduce.
+    """
+    from ..engine.backend import ContextConfig, LlamaContext
+
+    n, width = windows.shape
+    model = LlamaModel(model_path)
+    ctx = LlamaContext(model, ContextConfig(n_ctx=width - 1, n_threads=threads, n_batch=width - 1))
+    out = np.empty((n, width - 1), dtype=np.int32)
+    try:
+        for i, w in enumerate(windows):
+            out[i] = ctx.eval_logits(w[:-1].tolist()).argmax(axis=1)
+            interrupt.check()
+    finally:
+        ctx.close()
+        model.close()
+    return out

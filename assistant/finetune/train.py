@@ -27,7 +27,7 @@ from convert.lock import TRAINING_RECORD
 
 from .. import interrupt
 from ..errors import UsageError
-from ..io import atomic_write_text, sha256_file
+from ..io import atomic_write_text, atomic_writer, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Settings:
     seed: int = 0
     reference: str | None = None  # general text for the forgetting check (None: convert's default eval text)
     max_forgetting: float | None = None  # stop when its perplexity grew by more than this share
+    loss: str = "answers"  # chat data: loss on the assistant turns ("answers") or on every token ("all")
 
 
 @dataclass
@@ -85,6 +86,7 @@ class State:
         default_factory=list
     )  # the reference text's loss: before, after each epoch
     stopped_early: str = ""  # why: "validation" (no better loss) or "forgetting" (--max-forgetting)
+    val_target_losses: list[float] = field(default_factory=list)  # on the validation targets only
     model: str = ""  # the weights file in checkpoint/ this record goes with
 
 
@@ -260,10 +262,10 @@ def run(
     try:
         template = ChatTemplate(template_src, "gguf", "", "", work.name) if template_src else None
 
-        def render(msgs: list[dict[str, str]]) -> str:
+        def render(msgs: list[dict[str, str]], add_generation_prompt: bool) -> str:
             if template is None:
                 raise UsageError(f"{base_spec.name} has no chat template; JSONL chat data needs one")
-            return template.render(msgs, add_generation_prompt=False)
+            return template.render(msgs, add_generation_prompt=add_generation_prompt)
 
         ds = dat.load(
             data,
@@ -271,6 +273,7 @@ def run(
             val_split=s.val_split,
             tokenize=lambda t: trainer.tokenize(t, add_special=True),
             render=render,
+            loss=s.loss,
         )
         ref_path = Path(s.reference) if s.reference else DEFAULT_EVAL_TEXT
         ref = dat.reference_windows(ref_path, lambda t: trainer.tokenize(t, add_special=True), trainer.window)
@@ -281,7 +284,8 @@ def run(
                 "settings; use the same ones, or start again without --resume"
             )
         state = saved or State(key)
-        _train(trainer, ds, ref, s, state, out_dir, progress)
+        labels = _labels(work, ds, out_dir / CHECKPOINT, key, threads)
+        _train(trainer, ds, labels, ref, s, state, out_dir, progress)
         tuned = out_dir / CHECKPOINT / state.model
         held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""
     finally:
@@ -308,9 +312,47 @@ def run(
     return summary
 
 
+def _labels(work: Path, ds: Any, ck: Path, key: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label rows of the train and validation windows: each target token as it is, each context
+    position the base model's own greedy token (llama_opt.greedy_labels says why). Computed once from
+    the base and kept next to the checkpoint, so a resume labels as the first run did."""
+    from .llama_opt import greedy_labels
+
+    def fill(windows: np.ndarray, mask: np.ndarray, greedy: np.ndarray) -> np.ndarray:
+        return np.where(mask[:, 1:], windows[:, 1:], greedy).astype(np.int32)
+
+    if ds.train_mask[:, 1:].all() and ds.val_mask[:, 1:].all():
+        return ds.train[:, 1:], ds.val[:, 1:]
+    path = ck / f"labels-{key[:16]}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            train, val = saved["train"], saved["val"]
+        if train.shape == (len(ds.train), ds.train.shape[1] - 1) and val.shape[0] == len(ds.val):
+            return train, val
+    contexts = int((~ds.train_mask[:, 1:]).sum() + (~ds.val_mask[:, 1:]).sum())
+    log.info("labelling %d context positions with the base model's own predictions", contexts)
+    both = np.concatenate([ds.train, ds.val])
+    greedy = greedy_labels(work, both, threads=threads)
+    train = fill(ds.train, ds.train_mask, greedy[: len(ds.train)])
+    val = fill(ds.val, ds.val_mask, greedy[len(ds.train) :])
+    with atomic_writer(path) as fh:
+        np.savez(fh, train=train, val=val)
+    return train, val
+
+
+def _validate(
+    trainer: Any, ds: Any, labels: tuple[np.ndarray, np.ndarray], ref: np.ndarray, state: State
+) -> None:
+    state.val_losses.append(trainer.evaluate(ds.val, labels[1]))
+    state.ref_losses.append(trainer.evaluate(ref))
+    if not ds.val_mask[:, 1:].all():  # the loss that matters: on the answers alone
+        state.val_target_losses.append(trainer.target_loss(ds.val, ds.val_mask))
+
+
 def _train(
     trainer: Any,
     ds: Any,
+    labels: tuple[np.ndarray, np.ndarray],
     ref: np.ndarray,
     s: Settings,
     state: State,
@@ -321,15 +363,15 @@ def _train(
     n_train = len(ds.train)
     steps = n_train * s.epochs
     if not state.val_losses:
-        state.val_losses.append(trainer.evaluate(ds.val))
-        state.ref_losses.append(trainer.evaluate(ref))
+        _validate(trainer, ds, labels, ref, state)
     run_started, run_tokens = time.monotonic(), 0
     try:
         while state.epoch < s.epochs and not state.stopped_early:
             order = np.random.default_rng(s.seed + state.epoch).permutation(n_train)
             while state.next_window < n_train:
                 lr = lr_at(state.step, steps, s)
-                loss = _step(trainer, ds.train[order[state.next_window]], lr, state)
+                i = order[state.next_window]
+                loss = _step(trainer, ds.train[i], labels[0][i], lr, state)
                 run_tokens += trainer.window
                 if progress is not None:
                     el = time.monotonic() - run_started
@@ -340,10 +382,9 @@ def _train(
             state.train_seconds += time.monotonic() - run_started
             run_started, run_tokens = time.monotonic(), 0
             state.train_losses.append(state.epoch_loss_sum / n_train)
-            state.val_losses.append(trainer.evaluate(ds.val))
-            state.ref_losses.append(trainer.evaluate(ref))
+            _validate(trainer, ds, labels, ref, state)
             state.epoch, state.next_window, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
-            if _no_better(state.val_losses, s.patience):
+            if _no_better(state.val_target_losses or state.val_losses, s.patience):
                 state.stopped_early = "validation"
             if s.max_forgetting is not None and forgetting(state.ref_losses) > s.max_forgetting:
                 state.stopped_early = "forgetting"
@@ -362,10 +403,10 @@ def _train(
 
 
 @interrupt.c_callback  # not called from C, but deferred alike: a Ctrl+C never splits a step from its record
-def _step(trainer: Any, window: np.ndarray, lr: float, state: State) -> float:
+def _step(trainer: Any, window: np.ndarray, labels: np.ndarray, lr: float, state: State) -> float:
     """One optimizer step and its record in the state (a checkpoint then names exactly the steps its weights hold)."""
     trainer.set_lr(lr)
-    loss = float(trainer.train_step(window))
+    loss = float(trainer.train_step(window, labels))
     state.epoch_loss_sum += loss
     state.next_window += 1
     state.step += 1
@@ -406,6 +447,10 @@ def _summary(
         "val_loss_first": _nan_none(state.val_losses[0] if state.val_losses else None),
         "val_loss_last": _nan_none(state.val_losses[-1] if state.val_losses else None),
         "val_losses": [_nan_none(v) for v in state.val_losses],
+        "val_target_losses": [_nan_none(v) for v in state.val_target_losses],
+        "loss": s.loss,
+        "target_tokens": ds.targets,
+        "tokens": ds.tokens,
         "epochs_done": state.epoch,
         "stopped_early": state.stopped_early or None,
         "reference_loss_first": state.ref_losses[0] if state.ref_losses else None,

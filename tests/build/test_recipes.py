@@ -105,6 +105,7 @@ def test_setup_runs_the_recipes(
     assert (home / "sources" / default_source_path.name).is_symlink()
     assert not (home / default_source_path.name).exists()
     assert f"ok  {chat.name} (built from sources/{default_source_path.name}, Q8_0" in r.stdout
+    assert "quantizes it a second time" not in r.stderr  # Q4_1 -> Q8_0 keeps the values: no warning
     assert _sha(chat) == _sha(default_model_path) and gguf_current("smollm2.toml", chat)
     (row,) = json.loads((home / f"{chat.name}.lock.json").read_text())["quality"]["rows"]
     assert row["type"] == "Q8_0" and row["mean_kld"] < 0.01

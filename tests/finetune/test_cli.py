@@ -123,6 +123,21 @@ def test_chat_jsonl_trains(run_cli: Any, tiny_hf: Path, home: Path, tmp_path: Pa
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["train_windows"] >= 5 and s["train_loss_first"] > 0
+    # by default the loss is on the answers: they are a small share of the tokens, and their own
+    # validation loss (an inference pass over the weights being trained) goes down
+    assert s["loss"] == "answers" and 0 < s["target_tokens"] < s["tokens"] / 4
+    first, last = s["val_target_losses"]
+    assert last < first
+    assert list((tmp_path / "out" / "checkpoint").glob("labels-*.npz"))  # kept for a resume
+
+    r = run_cli(
+        *_args(tiny_hf, tmp_path / "all", data, extra=("--json", "--rank", "2", "--loss", "all")),
+        home=home,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["loss"] == "all" and s["target_tokens"] == s["tokens"] and s["val_target_losses"] == []
 
 
 def _state(out: Path) -> dict[str, Any] | None:
@@ -198,10 +213,11 @@ def test_ctrl_c_saves_and_resume_finishes(
     assert s["train_losses"][0] == saved["train_losses"][0]
 
 
-def test_progress_at_a_terminal_only(
-    cli_env: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path
+def test_progress_at_a_terminal_and_in_a_log(
+    run_cli: Any, cli_env: Any, tiny_hf: Path, doc: Path, home: Path, tmp_path: Path
 ) -> None:
-    """Loss, tokens/s and the time left on stderr at a terminal (a pty); nothing but the result on a pipe."""
+    """Loss, tokens/s and the time left on stderr: one line redrawn at a terminal (a pty), plain lines
+    every 5% of the steps on a pipe (a log file), never on stdout."""
     args = [sys.executable, "-m", "assistant", *_args(tiny_hf, tmp_path / "out", doc)]
     r = run_with_tty_stderr(args, env=cli_env(home), cwd=ROOT, timeout=300)
     assert r.returncode == 0
@@ -210,6 +226,16 @@ def test_progress_at_a_terminal_only(
         shown
     )
     assert "train loss" in stdout and "step" not in stdout
+
+    r2 = run_cli(*_args(tiny_hf, tmp_path / "logged", doc), home=home, timeout=300)
+    assert r2.returncode == 0, r2.stderr
+    lines = r2.stderr.splitlines()
+    steps = [
+        int(m.group(1)) for m in map(re.compile(r"^epoch 1/1  step (\d+)/(\d+)  loss ").match, lines) if m
+    ]
+    total = int(re.search(r"step \d+/(\d+)", lines[-1]).group(1))  # type: ignore[union-attr]
+    assert steps and steps[-1] == total and len(steps) <= 21 and "\x1b" not in r2.stderr
+    assert "step" not in r2.stdout
 
 
 def test_max_forgetting_stops_training(run_cli: Any, tiny_hf: Path, home: Path, tmp_path: Path) -> None:

@@ -194,13 +194,15 @@ def test_documents_go_through_the_knowledge_base_extractors(tmp_path: Path) -> N
 
 
 def test_chat_examples_are_packed_whole_into_windows() -> None:
-    from assistant.finetune.data import pack_examples
+    from assistant.finetune.data import Example, pack_examples
 
-    # example i is [100*i, 100*i + 1, ...]: each token says which example it belongs to and where
+    # example i is [100*i, 100*i + 1, ...]: each token says which example it belongs to and where;
+    # its odd tokens are the targets (the mask travels with the tokens)
     sizes = [5, 9, 3, 7, 4, 12]
     examples = [[100 * i + j for j in range(n)] for i, n in enumerate(sizes)]
-    rows = pack_examples(examples, window=9)  # windows of 10 tokens
-    assert rows.shape[1] == 10 and rows.dtype == np.int32
+    rows, masks = pack_examples([Example(e, [t % 2 == 1 for t in e]) for e in examples], window=9)
+    assert rows.shape[1] == 10 and rows.dtype == np.int32 and masks.shape == rows.shape
+    assert (masks == (rows % 2 == 1)).all()
     starts = {100 * i for i in range(len(sizes))}
     whole = []
     for row in rows.tolist():
@@ -217,3 +219,64 @@ def test_chat_examples_are_packed_whole_into_windows() -> None:
     assert sorted(set(whole)) == [0, 1, 2, 3, 4]
     assert [r[:10] for r in rows.tolist() if r[0] == 500] == [examples[5][:10]]
     assert len(rows) == 4  # 9+... first-fit decreasing: [9], [7+3], [5+4], and the long one's window
+
+
+def test_answers_are_the_only_targets_of_a_chat() -> None:
+    """loss="answers": the assistant turns (text and end of turn) are targets; system, sources,
+    question and the template's markup are context. Checked on the real ChatML template."""
+    from assistant.engine.template import ChatTemplate
+    from assistant.finetune.data import chat_example
+
+    src = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    template = ChatTemplate(src, "gguf", "", "", "t")
+    render = lambda msgs, gen: template.render(msgs, add_generation_prompt=gen)  # noqa: E731
+    tokenize = lambda text: list(text.encode())  # one token a byte: spans are easy to read  # noqa: E731
+    msgs = [
+        {"role": "system", "content": "Cite."},
+        {"role": "user", "content": "Q1?"},
+        {"role": "assistant", "content": "A1 [1]"},
+        {"role": "user", "content": "Q2?"},
+        {"role": "assistant", "content": "A2"},
+    ]
+    ex = chat_example(msgs, render, tokenize, "answers")
+    text = bytes(ex.tokens).decode()
+    learned = "".join(ch for ch, t in zip(text, ex.targets, strict=True) if t)
+    assert learned == "A1 [1]<|im_end|>\nA2<|im_end|>\n"
+    assert all(chat_example(msgs, render, tokenize, "all").targets)
+
+
+def test_context_positions_are_labelled_with_the_base_models_own_prediction(
+    tmp_path: Path, default_model_path: Path
+) -> None:
+    """greedy_labels gives what llama.cpp predicts after each token, the same as a plain argmax over
+    the base's logits; _labels keeps targets as they are and caches the labels for a resume."""
+    from support.gguf_factory import write_tiny_llama
+
+    from assistant.engine.backend import ContextConfig, LlamaContext, LlamaModel
+    from assistant.finetune import train
+    from assistant.finetune.data import Dataset
+    from assistant.finetune.llama_opt import greedy_labels
+
+    model = write_tiny_llama(tmp_path / "tiny.gguf", default_model_path)
+    rng = np.random.default_rng(1)
+    windows = rng.integers(0, 300, size=(3, 257), dtype=np.int32)
+    greedy = greedy_labels(model, windows, threads=1)
+    m = LlamaModel(model)
+    ctx = LlamaContext(m, ContextConfig(n_ctx=256, n_threads=1, n_batch=256))
+    try:
+        assert (greedy[1] == ctx.eval_logits(windows[1, :-1].tolist()).argmax(axis=1)).all()
+    finally:
+        ctx.close()
+        m.close()
+    mask = rng.random(windows.shape) < 0.2
+    ds = Dataset(windows[:2], windows[2:], 771, 3, [], mask[:2], mask[2:], int(mask.sum()))
+    train_labels, val_labels = train._labels(model, ds, tmp_path / "ck", "k" * 64, 1)
+    both, whole_mask = np.concatenate([train_labels, val_labels]), mask[:, 1:]
+    assert (both[whole_mask] == windows[:, 1:][whole_mask]).all()
+    assert (both[~whole_mask] == greedy[~whole_mask]).all()
+    assert len(list((tmp_path / "ck").glob("labels-*.npz"))) == 1
+    again = train._labels(tmp_path / "no-such-model.gguf", ds, tmp_path / "ck", "k" * 64, 1)  # from the cache
+    assert (again[0] == train_labels).all() and (again[1] == val_labels).all()
