@@ -1,7 +1,7 @@
 """The edge between the library and a terminal, shared by `assistant` and `python -m convert`.
 
 An AssistantError becomes one line on stderr and its exit status (2), anything else a one-line
-internal error (1), Ctrl+C "Interrupted." (130); ``--verbose`` adds the traceback. Library code
+internal error (1), Ctrl+C "Interrupted." (130; 143 when a SIGTERM stopped work that takes it as one); ``--verbose`` adds the traceback. Library code
 raises and logs; only this module (and the TUI) prints errors and chooses exit codes.
 """
 
@@ -47,7 +47,7 @@ def run_cli(command: click.Command, prog_name: str, argv: list[str] | None = Non
             rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns Ctrl+C (KeyboardInterrupt) into Abort
         click.echo("Interrupted." if isinstance(exc.__context__, KeyboardInterrupt) else "Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(interrupt.exit_status() if isinstance(exc.__context__, KeyboardInterrupt) else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -58,7 +58,7 @@ def run_cli(command: click.Command, prog_name: str, argv: list[str] | None = Non
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        sys.exit(interrupt.exit_status())
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (| head); nothing more to say
         sys.exit(0)

@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _pending = threading.Event()
 _callbacks: set[CodeType] = set()
+_signal = [signal.SIGINT]  # the signal the last interrupt came from (its exit status is 128 + it)
 
 
 def c_callback(fn: F) -> F:
@@ -51,7 +52,13 @@ def _in_callback(frame: FrameType | None) -> bool:
     return False
 
 
+def exit_status() -> int:
+    """What the process exits with after an interrupt: 130 for Ctrl+C, 143 for SIGTERM (128 + signal)."""
+    return 128 + int(_signal[0])
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
+    _signal[0] = signal.Signals(signum)
     if _in_callback(frame):
         _pending.set()  # raising here would be printed and dropped by ctypes
         return
@@ -73,3 +80,21 @@ def handling() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _pending.clear()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a process manager stopping the job, ``kill PID``) handled like Ctrl+C for the duration:
+    work that checkpoints on Ctrl+C checkpoints on it too. Main thread only; a SIGTERM handler set by
+    someone else is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -168,7 +168,7 @@ def finetune_command(
         loss=loss,
     )
     bar = _ProgressLine() if sys.stderr.isatty() else _ProgressLog()
-    with interrupt.handling():
+    with interrupt.handling(), interrupt.terminate_as_interrupt():  # both checkpoint, then stop
         try:
             summary = run(
                 base_path,

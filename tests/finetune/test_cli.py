@@ -186,9 +186,20 @@ def test_resume_after_kill_continues_from_the_checkpoint(
     assert s["val_loss_last"] < s["val_loss_first"]
 
 
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
 def test_ctrl_c_saves_and_resume_finishes(
-    cli_env: Any, run_cli: Any, tiny_hf: Path, long_doc: Path, home: Path, tmp_path: Path
+    cli_env: Any,
+    run_cli: Any,
+    tiny_hf: Path,
+    long_doc: Path,
+    home: Path,
+    tmp_path: Path,
+    sig: int,
+    status: int,
 ) -> None:
+    """Ctrl+C, or a SIGTERM from a process manager, saves a checkpoint where training stands."""
     out = tmp_path / "out"
     args = _args(tiny_hf, out, long_doc, extra=("--epochs", "2", "--patience", "0", "--json"))
     st: dict[str, Any] = {}
@@ -199,8 +210,8 @@ def test_ctrl_c_saves_and_resume_finishes(
         return st.get("epoch", 0) >= 1
 
     got = run_and_interrupt([sys.executable, "-m", "assistant", *args], busy=mid_second_epoch, env=cli_env(home),
-                            cwd=ROOT, logs=tmp_path / "logs")  # fmt: skip
-    assert got.returncode == 130, got.stderr
+                            cwd=ROOT, logs=tmp_path / "logs", sig=sig)  # fmt: skip
+    assert got.returncode == status, got.stderr
     saved = _state(out)
     assert saved is not None and saved["epoch"] == 1, saved  # the SIGINT came after the first checkpoint
     assert "--resume continues" in got.stderr

@@ -43,8 +43,9 @@ def run_and_interrupt(
     cwd: Path,
     logs: Path,
     start_timeout: float = 600,
+    sig: int = signal.SIGINT,
 ) -> Interrupted:
-    """Run cmd until busy() holds, send SIGINT (as Ctrl+C does), then wait for it to exit."""
+    """Run cmd until busy() holds, send SIGINT (as Ctrl+C does; or ``sig``), then wait for it to exit."""
     logs.mkdir(parents=True, exist_ok=True)
     # The fixtures just wrote hundreds of MB (a test model): flush them now, or the command's own
     # fsync after the SIGINT may wait for them on a slow CI disk (a 20 s timeout failed there once).
@@ -63,7 +64,7 @@ def run_and_interrupt(
     try:
         wait_until(lambda: proc.poll() is not None or busy(), start_timeout, f"{cmd[2:4]} to get busy")
         assert proc.poll() is None, f"it ended before it was interrupted: {err.read_text()}"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         try:
             rc: int | None = proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
