@@ -198,8 +198,9 @@ def finetune_command(
             f"({summary['target_tokens']:,} of {summary['tokens']:,} tokens are answers)"
         )
     click.echo(f"reference text perplexity {summary['forgetting']:+.1%}" + _stopped(summary["stopped_early"]))
-    share = summary["adapter"]["share_kept"]
-    click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change; wrote {out_dir}")
+    share, best = summary["adapter"]["share_kept"], summary["best_epoch"]
+    source = f" of epoch {best} (the best validation loss)" if best and best != summary["epochs_done"] else ""
+    click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change{source}; wrote {out_dir}")
 
 
 def _stopped(reason: str | None) -> str:

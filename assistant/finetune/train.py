@@ -1,6 +1,6 @@
 """The fine-tuning loop: an F32 working copy, which tensors train, lr warm-up and decay, epochs,
-early stopping on validation loss, a checkpoint each epoch (and on Ctrl+C), --resume, and the
-adapter, GGUF LoRA and recipe written at the end.
+early stopping on validation loss, a checkpoint each epoch (and on Ctrl+C or SIGTERM), --resume,
+and the adapter, GGUF LoRA and recipe written at the end, from the epoch that validated best.
 
 Losses: ``train_loss`` of an epoch is the mean of its steps (each window's loss just before its
 step); ``val_loss_first`` is measured before any step, every later one after an epoch. A resume
@@ -87,6 +87,8 @@ class State:
     )  # the reference text's loss: before, after each epoch
     stopped_early: str = ""  # why: "validation" (no better loss) or "forgetting" (--max-forgetting)
     val_target_losses: list[float] = field(default_factory=list)  # on the validation targets only
+    best_epoch: int = 0  # the epoch with the lowest validation loss so far (0: none measured)
+    best_model: str = ""  # its weights file in checkpoint/ (kept until a better epoch comes)
     model: str = ""  # the weights file in checkpoint/ this record goes with
 
 
@@ -204,10 +206,19 @@ def _save(trainer: Any, out_dir: Path, state: State) -> None:
     with atomic_path(ck / name) as tmp:
         trainer.save(tmp)
     state.model = name
+    if state.best_epoch == state.epoch and state.epoch > 0 and state.next_window == 0:
+        state.best_model = name  # this epoch's end is the best so far
     atomic_write_text(ck / "state.json", json.dumps(asdict(state), indent=1) + "\n")
     for old in ck.glob("model-*.gguf"):
-        if old.name != name:
+        if old.name not in (name, state.best_model):
             old.unlink(missing_ok=True)
+
+
+def best_epoch(val: list[float]) -> int:
+    """The epoch (1-based) whose validation loss is lowest; ``val[0]`` is before any training. 0 when
+    no epoch has a finite validation loss (no validation split)."""
+    scored = [(v, i) for i, v in enumerate(val) if i > 0 and math.isfinite(v)]
+    return min(scored)[1] if scored else 0
 
 
 def run(
@@ -286,7 +297,8 @@ def run(
         state = saved or State(key)
         labels = _labels(work, ds, out_dir / CHECKPOINT, key, threads)
         _train(trainer, ds, labels, ref, s, state, out_dir, progress)
-        tuned = out_dir / CHECKPOINT / state.model
+        # the adapter comes from the epoch that validated best (the last one when there is no validation)
+        tuned = out_dir / CHECKPOINT / (state.best_model or state.model)
         held_out = trainer.model.detokenize(ds.val[:, 1:].ravel().tolist()) if len(ds.val) else ""
     finally:
         trainer.close()
@@ -384,7 +396,9 @@ def _train(
             state.train_losses.append(state.epoch_loss_sum / n_train)
             _validate(trainer, ds, labels, ref, state)
             state.epoch, state.next_window, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
-            if _no_better(state.val_target_losses or state.val_losses, s.patience):
+            val = state.val_target_losses or state.val_losses
+            state.best_epoch = best_epoch(val)
+            if _no_better(val, s.patience):
                 state.stopped_early = "validation"
             if s.max_forgetting is not None and forgetting(state.ref_losses) > s.max_forgetting:
                 state.stopped_early = "forgetting"
@@ -452,6 +466,7 @@ def _summary(
         "target_tokens": ds.targets,
         "tokens": ds.tokens,
         "epochs_done": state.epoch,
+        "best_epoch": state.best_epoch or None,
         "stopped_early": state.stopped_early or None,
         "reference_loss_first": state.ref_losses[0] if state.ref_losses else None,
         "reference_loss_last": state.ref_losses[-1] if state.ref_losses else None,

@@ -280,3 +280,36 @@ def test_context_positions_are_labelled_with_the_base_models_own_prediction(
     assert len(list((tmp_path / "ck").glob("labels-*.npz"))) == 1
     again = train._labels(tmp_path / "no-such-model.gguf", ds, tmp_path / "ck", "k" * 64, 1)  # from the cache
     assert (again[0] == train_labels).all() and (again[1] == val_labels).all()
+
+
+def test_the_adapter_comes_from_the_epoch_that_validated_best(tmp_path: Path) -> None:
+    """best_epoch reads the validation losses (index 0 is before training); _save keeps that epoch's
+    weights beside the latest until a better epoch replaces them."""
+    from assistant.finetune import train
+
+    assert train.best_epoch([3.0, 2.0, 2.5, 2.6]) == 1
+    assert train.best_epoch([3.0, 2.9, 2.5]) == 2
+    assert train.best_epoch([2.0, 2.5]) == 1  # worse than before training, still the only epoch
+    assert train.best_epoch([float("nan"), float("nan")]) == 0  # no validation split: none
+
+    class Saver:
+        def save(self, path: Path) -> None:
+            path.write_bytes(b"weights")
+
+    state = train.State("key")
+    files = lambda: sorted(p.name for p in (tmp_path / "checkpoint").glob("model-*.gguf"))  # noqa: E731
+    for epoch, val in enumerate([3.0, 2.0, 2.5, 2.6], start=0):
+        if epoch == 0:
+            continue
+        state.val_losses.append(val)
+        state.step, state.epoch, state.best_epoch = (
+            10 * epoch,
+            epoch,
+            train.best_epoch([3.0, *state.val_losses]),
+        )
+        train._save(Saver(), tmp_path, state)
+    assert state.best_epoch == 1 and state.best_model == "model-10.gguf"
+    assert files() == ["model-10.gguf", "model-30.gguf"]  # the best and the latest, nothing between
+    state.step, state.next_window = 33, 3  # Ctrl+C mid-epoch: the best stays
+    train._save(Saver(), tmp_path, state)
+    assert files() == ["model-10.gguf", "model-33.gguf"] and state.best_model == "model-10.gguf"
