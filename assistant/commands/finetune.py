@@ -100,7 +100,13 @@ if TYPE_CHECKING:
     help="LoRA rank of the extracted adapter (truncated SVD of the weight change).",
 )
 @click.option("--quant", default="Q8_0", show_default=True, help="Quantization the recipe builds.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Order of the windows each epoch.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Order of the windows each epoch, and the draws that label the context (--loss answers).",
+)
 @click.option(
     "--reference",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -282,26 +282,39 @@ class Trainer:
         self.model.close()
 
 
-def greedy_labels(model_path: Path, windows: np.ndarray, *, threads: int) -> np.ndarray:
-    """What the model at ``model_path`` predicts after each token of each window: (n, window) ids.
+def base_labels(model_path: Path, windows: np.ndarray, *, threads: int, seed: int) -> np.ndarray:
+    """A token drawn from what the model at ``model_path`` predicts after each token of each window:
+    (n, window) ids.
 
     llama.cpp's optimizer labels every position and has no loss mask. A context position labelled
-    with the frozen base model's own greedy token gets the smallest gradient a one-hot label can
-    give there (zero where the base is sure), and what it does teach is to keep predicting as the
-    base did: the loss goes to the answers, and the context anchors the rest instead of being
-    learned as text to reproduce.
+    with a token drawn from the frozen base model's own distribution has a gradient of zero on
+    average while the model is the base, and as it drifts, the average pulls it back (it is the
+    gradient of the KL divergence from the base): the loss goes to the answers, and the context
+    keeps the base's behaviour instead of being learned as text to reproduce. (Labelling with the
+    base's most likely token instead was measured: it sharpens every prediction, and the reference
+    text's perplexity grew 4.6x in one epoch; docs/BENCHMARKS.md.)
     """
     from ..engine.backend import ContextConfig, LlamaContext
 
     n, width = windows.shape
+    rng = np.random.default_rng(seed)
     model = LlamaModel(model_path)
     ctx = LlamaContext(model, ContextConfig(n_ctx=width - 1, n_threads=threads, n_batch=width - 1))
     out = np.empty((n, width - 1), dtype=np.int32)
     try:
         for i, w in enumerate(windows):
-            out[i] = ctx.eval_logits(w[:-1].tolist()).argmax(axis=1)
+            out[i] = sample_rows(ctx.eval_logits(w[:-1].tolist()), rng)
             interrupt.check()
     finally:
         ctx.close()
         model.close()
     return out
+
+
+def sample_rows(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One token a row, drawn from the softmax of that row's logits (temperature 1)."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(len(z))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf < u).sum(axis=1), z.shape[1] - 1).astype(np.int32)

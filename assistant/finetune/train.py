@@ -295,7 +295,7 @@ def run(
                 "settings; use the same ones, or start again without --resume"
             )
         state = saved or State(key)
-        labels = _labels(work, ds, out_dir / CHECKPOINT, key, threads)
+        labels = _labels(work, ds, out_dir / CHECKPOINT, key, threads, s.seed)
         _train(trainer, ds, labels, ref, s, state, out_dir, progress)
         # the adapter comes from the epoch that validated best (the last one when there is no validation)
         tuned = out_dir / CHECKPOINT / (state.best_model or state.model)
@@ -324,14 +324,16 @@ def run(
     return summary
 
 
-def _labels(work: Path, ds: Any, ck: Path, key: str, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _labels(
+    work: Path, ds: Any, ck: Path, key: str, threads: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The label rows of the train and validation windows: each target token as it is, each context
-    position the base model's own greedy token (llama_opt.greedy_labels says why). Computed once from
+    position a token drawn from the base model's own prediction (llama_opt.base_labels says why). Computed once from
     the base and kept next to the checkpoint, so a resume labels as the first run did."""
-    from .llama_opt import greedy_labels
+    from .llama_opt import base_labels
 
-    def fill(windows: np.ndarray, mask: np.ndarray, greedy: np.ndarray) -> np.ndarray:
-        return np.where(mask[:, 1:], windows[:, 1:], greedy).astype(np.int32)
+    def fill(windows: np.ndarray, mask: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+        return np.where(mask[:, 1:], windows[:, 1:], drawn).astype(np.int32)
 
     if ds.train_mask[:, 1:].all() and ds.val_mask[:, 1:].all():
         return ds.train[:, 1:], ds.val[:, 1:]
@@ -342,11 +344,11 @@ def _labels(work: Path, ds: Any, ck: Path, key: str, threads: int) -> tuple[np.n
         if train.shape == (len(ds.train), ds.train.shape[1] - 1) and val.shape[0] == len(ds.val):
             return train, val
     contexts = int((~ds.train_mask[:, 1:]).sum() + (~ds.val_mask[:, 1:]).sum())
-    log.info("labelling %d context positions with the base model's own predictions", contexts)
+    log.info("labelling %d context positions with draws from the base model's own predictions", contexts)
     both = np.concatenate([ds.train, ds.val])
-    greedy = greedy_labels(work, both, threads=threads)
-    train = fill(ds.train, ds.train_mask, greedy[: len(ds.train)])
-    val = fill(ds.val, ds.val_mask, greedy[len(ds.train) :])
+    drawn = base_labels(work, both, threads=threads, seed=seed)
+    train = fill(ds.train, ds.train_mask, drawn[: len(ds.train)])
+    val = fill(ds.val, ds.val_mask, drawn[len(ds.train) :])
     with atomic_writer(path) as fh:
         np.savez(fh, train=train, val=val)
     return train, val

@@ -248,37 +248,52 @@ def test_answers_are_the_only_targets_of_a_chat() -> None:
     assert all(chat_example(msgs, render, tokenize, "all").targets)
 
 
-def test_context_positions_are_labelled_with_the_base_models_own_prediction(
+def test_a_draw_follows_the_distribution_of_its_row() -> None:
+    from assistant.finetune.llama_opt import sample_rows
+
+    rng = np.random.default_rng(0)
+    logits = np.full((4000, 5), -30.0, dtype=np.float32)
+    logits[:2000, 3] = 10.0  # rows 0..1999: token 3 is certain
+    logits[2000:, 1] = logits[2000:, 4] = 2.0  # rows 2000..: tokens 1 and 4 alike
+    drawn = sample_rows(logits, rng)
+    assert (drawn[:2000] == 3).all()
+    assert set(drawn[2000:].tolist()) == {1, 4} and 0.45 < (drawn[2000:] == 1).mean() < 0.55
+
+
+def test_context_positions_are_labelled_with_draws_from_the_base_model(
     tmp_path: Path, default_model_path: Path
 ) -> None:
-    """greedy_labels gives what llama.cpp predicts after each token, the same as a plain argmax over
-    the base's logits; _labels keeps targets as they are and caches the labels for a resume."""
+    """base_labels draws from what llama.cpp predicts after each token (same seed, same draws);
+    _labels keeps targets as they are and caches the labels for a resume."""
     from support.gguf_factory import write_tiny_llama
 
     from assistant.engine.backend import ContextConfig, LlamaContext, LlamaModel
     from assistant.finetune import train
     from assistant.finetune.data import Dataset
-    from assistant.finetune.llama_opt import greedy_labels
+    from assistant.finetune.llama_opt import base_labels, sample_rows
 
     model = write_tiny_llama(tmp_path / "tiny.gguf", default_model_path)
     rng = np.random.default_rng(1)
     windows = rng.integers(0, 300, size=(3, 257), dtype=np.int32)
-    greedy = greedy_labels(model, windows, threads=1)
+    drawn = base_labels(model, windows, threads=1, seed=5)
+    assert (base_labels(model, windows, threads=1, seed=5) == drawn).all()
     m = LlamaModel(model)
     ctx = LlamaContext(m, ContextConfig(n_ctx=256, n_threads=1, n_batch=256))
     try:
-        assert (greedy[1] == ctx.eval_logits(windows[1, :-1].tolist()).argmax(axis=1)).all()
+        by_hand = np.random.default_rng(5)
+        expect = [sample_rows(ctx.eval_logits(w[:-1].tolist()), by_hand) for w in windows]
     finally:
         ctx.close()
         m.close()
+    assert (np.stack(expect) == drawn).all()
     mask = rng.random(windows.shape) < 0.2
     ds = Dataset(windows[:2], windows[2:], 771, 3, [], mask[:2], mask[2:], int(mask.sum()))
-    train_labels, val_labels = train._labels(model, ds, tmp_path / "ck", "k" * 64, 1)
+    train_labels, val_labels = train._labels(model, ds, tmp_path / "ck", "k" * 64, 1, 5)
     both, whole_mask = np.concatenate([train_labels, val_labels]), mask[:, 1:]
     assert (both[whole_mask] == windows[:, 1:][whole_mask]).all()
-    assert (both[~whole_mask] == greedy[~whole_mask]).all()
+    assert (both[~whole_mask] == drawn[~whole_mask]).all()
     assert len(list((tmp_path / "ck").glob("labels-*.npz"))) == 1
-    again = train._labels(tmp_path / "no-such-model.gguf", ds, tmp_path / "ck", "k" * 64, 1)  # from the cache
+    again = train._labels(tmp_path / "no-such-model.gguf", ds, tmp_path / "ck", "k" * 64, 1, 5)  # the cache
     assert (again[0] == train_labels).all() and (again[1] == val_labels).all()
 
 
