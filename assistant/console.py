@@ -1,8 +1,9 @@
 """The edge between the library and a terminal, shared by `assistant` and `python -m convert`.
 
 An AssistantError becomes one line on stderr and its exit status (2), anything else a one-line
-internal error (1), Ctrl+C "Interrupted." (130; 143 when a SIGTERM stopped work that takes it as one); ``--verbose`` adds the traceback. Library code
-raises and logs; only this module (and the TUI) prints errors and chooses exit codes.
+internal error (1), Ctrl+C "Interrupted." (130; 143 when a SIGTERM stopped work that takes it as
+one, like finetune); ``--verbose`` adds the traceback. Library code raises and logs; only this
+module (and the TUI) prints errors and chooses exit codes.
 """
 
 from __future__ import annotations
