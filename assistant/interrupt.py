@@ -66,20 +66,29 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
+def _route(sig: signal.Signals, expected: tuple[Any, ...]) -> Iterator[bool]:
+    """``sig`` through ``_handler`` for the duration, if this is the main thread and the signal's
+    handler is one of ``expected`` (anything else was set on purpose and stays); yields whether it
+    was routed. The first of ``expected`` is put back."""
+    routed = threading.current_thread() is threading.main_thread() and signal.getsignal(sig) in expected
+    if routed:
+        signal.signal(sig, _handler)
+    try:
+        yield routed
+    finally:
+        if routed:
+            signal.signal(sig, expected[0])
+
+
+@contextlib.contextmanager
 def handling() -> Iterator[None]:
     """SIGINT through ``_handler`` for the duration (a program's main thread; an ignored SIGINT stays ignored)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    signal.signal(signal.SIGINT, _handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _pending.clear()
+    with _route(signal.SIGINT, (signal.default_int_handler,)) as routed:
+        try:
+            yield
+        finally:
+            if routed:
+                _pending.clear()
 
 
 @contextlib.contextmanager
@@ -87,14 +96,5 @@ def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a process manager stopping the job, ``kill PID``) handled like Ctrl+C for the duration:
     work that checkpoints on Ctrl+C checkpoints on it too. Main thread only; a SIGTERM handler set by
     someone else is left alone."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
-        signal.SIG_DFL,
-        None,
-    ):
+    with _route(signal.SIGTERM, (signal.SIG_DFL, None)):
         yield
-        return
-    signal.signal(signal.SIGTERM, _handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
