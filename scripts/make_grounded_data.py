@@ -10,8 +10,12 @@ tuning paragraphs only, the default k and packing, the real system prompt and so
 so the model trains on exactly the layout it answers in. The answer it learns:
 
 - the gold answer is in a source as shown:  "<answer> [n]" (n: the first source showing it);
-- it is not (a retrieval miss, or focusing left it out): "The sources do not say." -- a miss
-  must not teach the model to answer from nothing;
+- the question's own paragraph was not retrieved (a miss): "The sources do not say." -- a miss
+  must not teach the model to answer from nothing. Refusals are capped at --refusals of the
+  lines (a seeded sample): at 23% of the data the first fine-tune refused 80% of held-out
+  questions, because one fixed reply is the likeliest first token whenever the answer is unsure;
+- the paragraph was shown but focusing cut the answer out: left out (on-topic sources with a
+  refusal would teach refusing on the very sources that should be answered from);
 - no source passed the relevance floor: the question is left out (that turn has no sources).
 
 Writes one {"messages": [system, user, assistant]} line per question (for `assistant finetune
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 from collections import Counter
@@ -45,10 +50,11 @@ from assistant.message import Message  # noqa: E402
 from assistant.turn import CHAT_TOP_K, prepare_turn  # noqa: E402
 
 
-def tuning_rows() -> list[dict]:
-    """MLQA dev's questions on the first 60% of its paragraphs (the split calibrate_relevance.py uses)."""
+def split_rows(split: str) -> list[dict]:
+    """MLQA dev's questions on the first 60% of its paragraphs ("tune", the split calibrate_relevance.py
+    uses), or on the other 40% ("report": for measuring a fine-tune's loss, never for --data)."""
     rows, tune = mlqa_rows()
-    return [r for r in rows if r["context_id"] in tune]
+    return [r for r in rows if (r["context_id"] in tune) == (split == "tune")]
 
 
 class Tokens:
@@ -64,14 +70,14 @@ class Tokens:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=False))
 
 
-def tuning_kb(work: Path, rows: list[dict]) -> KnowledgeBase:
-    """A knowledge base of the tuning paragraphs only (one document per context_id, with its title)."""
+def split_kb(work: Path, rows: list[dict], split: str) -> KnowledgeBase:
+    """A knowledge base of one split's paragraphs only (one document per context_id, with its title)."""
     home = Home.resolve(ROOT / "models")
-    db = work / "mlqa-tune.db"
+    db = work / f"mlqa-{split}.db"
     docs: dict[str, dict] = {}
     for r in rows:
         docs.setdefault(r["context_id"], {"_id": r["context_id"], "title": r["title"], "text": r["context"]})
-    src = work / "mlqa-tune-contexts.jsonl"
+    src = work / f"mlqa-{split}-contexts.jsonl"
     if not src.exists():
         src.write_text(
             "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs.values()), encoding="utf-8"
@@ -83,14 +89,28 @@ def tuning_kb(work: Path, rows: list[dict]) -> KnowledgeBase:
     return kb
 
 
-def target(answers: list[str], shown: list[str]) -> tuple[str, str]:
+ANSWER = "answer"
+MISSED = "refusal (own paragraph not retrieved)"
+FOCUSED_AWAY = "left out (own paragraph shown, answer focused away)"
+
+
+def target(answers: list[str], shown: list[str], gold_shown: bool) -> tuple[str, str]:
     """The answer to learn and why: the gold answer cited to the first source showing it, else a refusal."""
     for n, text in enumerate(shown, 1):
         t = normalize_answer(text)
         for a in answers:
             if normalize_answer(a) and normalize_answer(a) in t:
-                return f"{a.strip()} [{n}]", "answer"
-    return REFUSAL, "refusal (not in the sources shown)"
+                return f"{a.strip()} [{n}]", ANSWER
+    return REFUSAL, FOCUSED_AWAY if gold_shown else MISSED
+
+
+def cap_refusals(lines: list[tuple[str, str]], share: float, seed: int) -> list[tuple[str, str]]:
+    """Keep every answer and a seeded sample of refusals making at most `share` of the result, in file order."""
+    refusals = [i for i, (kind, _) in enumerate(lines) if kind == MISSED]
+    answers = len(lines) - len(refusals)
+    room = int(share * answers / (1 - share)) if share < 1 else len(refusals)
+    keep = set(random.Random(seed).sample(refusals, min(room, len(refusals))))
+    return [line for i, line in enumerate(lines) if lines[i][0] != MISSED or i in keep]
 
 
 def main() -> None:
@@ -99,27 +119,45 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "grounded-data")
     ap.add_argument("-k", type=int, default=CHAT_TOP_K, help="sources per question (default: the chat's)")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf")
+    ap.add_argument(
+        "--refusals", type=float, default=0.08, help="largest share of refusal lines (default 0.08)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="which refusals are kept under the cap")
+    ap.add_argument(
+        "--split",
+        choices=("tune", "report"),
+        default="tune",
+        help="report: the held-out 40%%, to measure on only",
+    )
     args = ap.parse_args()
+    if not 0 <= args.refusals <= 1:
+        ap.error(f"--refusals: expected a share between 0 and 1, got {args.refusals}")
     args.work.mkdir(parents=True, exist_ok=True)
-    tune = tuning_rows()
+    rows = split_rows(args.split)
     engine = Tokens(args.model)
-    kb = tuning_kb(args.work, tune)
+    kb = split_kb(args.work, rows, args.split)
     retriever = KnowledgeRetriever(kb, kb.store.chunk_count())
     params = SamplingParams()
     kinds: Counter[str] = Counter()
+    lines: list[tuple[str, str]] = []
+    for r in rows:
+        turn = prepare_turn(
+            engine, None, [Message("user", r["question"])], params, retriever=retriever, top_k=args.k
+        )
+        if not turn.sources:
+            kinds["left out (no source passed the floor)"] += 1
+            continue
+        gold_shown = any(s.doc_id == r["context_id"] for s in turn.sources)
+        answer, kind = target(r["answers"]["text"], [s.focused or s.text for s in turn.sources], gold_shown)
+        kinds[kind] += 1
+        if kind != FOCUSED_AWAY:
+            messages = [m.as_dict() for m in turn.messages] + [{"role": "assistant", "content": answer}]
+            lines.append((kind, json.dumps({"messages": messages}, ensure_ascii=False)))
+    kept = cap_refusals(lines, args.refusals, args.seed)
+    kinds["refusals dropped by the cap"] = len(lines) - len(kept)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
-        for r in tune:
-            turn = prepare_turn(
-                engine, None, [Message("user", r["question"])], params, retriever=retriever, top_k=args.k
-            )
-            if not turn.sources:
-                kinds["left out (no source passed the floor)"] += 1
-                continue
-            answer, kind = target(r["answers"]["text"], [s.focused or s.text for s in turn.sources])
-            kinds[kind] += 1
-            messages = [m.as_dict() for m in turn.messages] + [{"role": "assistant", "content": answer}]
-            out.write(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+        out.writelines(text + "\n" for _, text in kept)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, args.out)
