@@ -110,7 +110,7 @@ def cap_refusals(lines: list[tuple[str, str]], share: float, seed: int) -> list[
     answers = len(lines) - len(refusals)
     room = int(share * answers / (1 - share)) if share < 1 else len(refusals)
     keep = set(random.Random(seed).sample(refusals, min(room, len(refusals))))
-    return [line for i, line in enumerate(lines) if lines[i][0] != MISSED or i in keep]
+    return [line for i, line in enumerate(lines) if line[0] != MISSED or i in keep]
 
 
 def main() -> None:

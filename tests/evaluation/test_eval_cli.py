@@ -236,8 +236,10 @@ def test_ctrl_c_keeps_the_answers_and_says_how_to_resume(cli_env, tiny_home, tmp
     proc = subprocess.Popen([sys.executable, "-m", "assistant", *args], cwd=ROOT, env=cli_env(tiny_home),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
+        deadline = time.monotonic() + 300
         while len(_rows(results)) < 3:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no answers written in 300 s"
             time.sleep(0.02)  # a busy loop here would take a core from the run it waits for
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
