@@ -118,7 +118,8 @@ if TYPE_CHECKING:
     "--max-forgetting",
     type=click.FloatRange(min=0),
     metavar="SHARE",
-    help="Stop when the reference text's perplexity grew by more than this share (0.1: 10 %).",
+    help="Stop when the reference text's perplexity grew by more than this share (0.1: 10 %); the adapter "
+    "comes from the best-validating epoch within it.",
 )
 @click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint (same base, data and settings).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with losses, speed and paths.")

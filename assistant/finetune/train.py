@@ -214,11 +214,22 @@ def _save(trainer: Any, out_dir: Path, state: State) -> None:
             old.unlink(missing_ok=True)
 
 
-def best_epoch(val: list[float]) -> int:
+def best_epoch(val: list[float], ref: list[float] | None = None, max_forgetting: float | None = None) -> int:
     """The epoch (1-based) whose validation loss is lowest; ``val[0]`` is before any training. 0 when
-    no epoch has a finite validation loss (no validation split)."""
+    no epoch has a finite validation loss (no validation split).
+
+    With ``max_forgetting``, only epochs whose reference perplexity stayed within it compete (``ref``
+    holds the reference losses, index 0 before training): a better validation loss bought by
+    forgetting past the limit is not the adapter a user asked for. When every epoch went past it,
+    the one that forgot least."""
     scored = [(v, i) for i, v in enumerate(val) if i > 0 and math.isfinite(v)]
-    return min(scored)[1] if scored else 0
+    if not scored:
+        return 0
+    if max_forgetting is not None and ref and len(ref) == len(val):
+        grown = {i: forgetting(ref[: i + 1]) for _, i in scored}
+        within = [(v, i) for v, i in scored if grown[i] <= max_forgetting]
+        return min(within)[1] if within else min(grown, key=lambda i: (grown[i], i))
+    return min(scored)[1]
 
 
 def run(
@@ -399,7 +410,7 @@ def _train(
             _validate(trainer, ds, labels, ref, state)
             state.epoch, state.next_window, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
             val = state.val_target_losses or state.val_losses
-            state.best_epoch = best_epoch(val)
+            state.best_epoch = best_epoch(val, state.ref_losses, s.max_forgetting)
             if _no_better(val, s.patience):
                 state.stopped_early = "validation"
             if s.max_forgetting is not None and forgetting(state.ref_losses) > s.max_forgetting:
@@ -474,6 +485,9 @@ def _summary(
         "reference_loss_last": state.ref_losses[-1] if state.ref_losses else None,
         "reference_losses": state.ref_losses,
         "forgetting": forgetting(state.ref_losses),
+        "forgetting_best_epoch": forgetting(state.ref_losses[: state.best_epoch + 1])
+        if state.best_epoch
+        else None,
         "steps": state.step,
         "train_windows": len(ds.train),
         "val_windows": len(ds.val),

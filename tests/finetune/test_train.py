@@ -306,6 +306,11 @@ def test_the_adapter_comes_from_the_epoch_that_validated_best(tmp_path: Path) ->
     assert train.best_epoch([3.0, 2.9, 2.5]) == 2
     assert train.best_epoch([2.0, 2.5]) == 1  # worse than before training, still the only epoch
     assert train.best_epoch([float("nan"), float("nan")]) == 0  # no validation split: none
+    # --max-forgetting: epoch 2 validates best but its reference perplexity grew 22% (> 10%): epoch 1
+    ref = [3.0, 3.05, 3.2, 3.4]
+    assert train.best_epoch([3.0, 2.5, 2.0, 1.9], ref, 0.10) == 1
+    assert train.best_epoch([3.0, 2.5, 2.0, 1.9], ref, 0.50) == 3  # all within: validation decides
+    assert train.best_epoch([3.0, 2.5, 2.0], [3.0, 3.3, 3.2], 0.10) == 2  # none within: the least forgetting
 
     class Saver:
         def save(self, path: Path) -> None:
