@@ -206,7 +206,9 @@ def finetune_command(
         )
     click.echo(f"reference text perplexity {summary['forgetting']:+.1%}" + _stopped(summary["stopped_early"]))
     share, best = summary["adapter"]["share_kept"], summary["best_epoch"]
-    source = f" of epoch {best} (the best validation loss)" if best and best != summary["epochs_done"] else ""
+    source = ""
+    if best and best != summary["epochs_done"]:  # chosen on validation loss, within --max-forgetting if given
+        source = f" of epoch {best} (reference text perplexity {summary['forgetting_best_epoch']:+.1%})"
     click.echo(f"adapter rank {rank} keeps {share:.1%} of the weight change{source}; wrote {out_dir}")
 
 
