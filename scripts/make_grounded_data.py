@@ -9,7 +9,11 @@ through the assistant's own turn (assistant/turn.py: prepare_turn with a knowled
 tuning paragraphs only, the default k and packing, the real system prompt and source markers),
 so the model trains on exactly the layout it answers in. The answer it learns:
 
-- the gold answer is in a source as shown:  "<answer> [n]" (n: the first source showing it);
+- the gold answer is in a source as shown:  "<answer> [n]" (n: the first source showing it), or
+  with --answer sentence the source's sentence holding it, cited: "<sentence> [n]." (long
+  sentences narrowed to the clauses around the answer). A 135M model picks the wrong span often
+  when trained on bare spans ("1990 [1]" for "26 November 1990"); copying the sentence that holds
+  the answer is the easier skill and keeps the answer whole;
 - the question's own paragraph was not retrieved (a miss): "The sources do not say." -- a miss
   must not teach the model to answer from nothing. Refusals are capped at --refusals of the
   lines (a seeded sample): at 23% of the data the first fine-tune refused 80% of held-out
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -94,13 +99,80 @@ MISSED = "refusal (own paragraph not retrieved)"
 FOCUSED_AWAY = "left out (own paragraph shown, answer focused away)"
 
 
-def target(answers: list[str], shown: list[str], gold_shown: bool) -> tuple[str, str]:
-    """The answer to learn and why: the gold answer cited to the first source showing it, else a refusal."""
+# A sentence ends at . ! or ? (with any closing quote or bracket) before whitespace and a capital,
+# a digit or an opening quote, or at a line break; "Ph.D in" does not end one, nor do an initial
+# ("A. E. George") or a common abbreviation ("e.g. HIV", "St. Louis").
+SENTENCE_END = re.compile(r"""[.!?]["'”’)\]]*\s+(?=["“‘(A-Z0-9])|\n+""")
+NOT_AN_END = re.compile(r"(?:^|[\s(])(?:[A-Za-z]|e\.g|i\.e|etc|vs|St|Dr|Mr|Mrs|Ms|Jr|Sr|No|c|ca|approx)\.$")
+CLAUSE_END = re.compile(r"[,;:]\s+|\s+[–—]\s+")
+LONGEST_SENTENCE = 24  # words; longer ones are narrowed to the clauses around the answer
+SHORTEST_CLAUSES = 8  # words the narrowed answer grows to, clause by clause
+
+
+def _sentence_ends(text: str) -> list[re.Match[str]]:
+    return [
+        m
+        for m in SENTENCE_END.finditer(text)
+        if not NOT_AN_END.search(text[max(0, m.start() - 8) : m.start() + 1])
+    ]
+
+
+def _clause_cuts(sentence: str) -> list[int]:
+    """Where clauses start: after a comma, semicolon, colon or dash outside brackets."""
+    depth, cuts = 0, []
+    matches = {m.start(): m.end() for m in CLAUSE_END.finditer(sentence)}
+    for i, ch in enumerate(sentence):
+        depth += (ch in "([") - (ch in ")]")
+        if depth <= 0 and i in matches:
+            cuts.append(matches[i])
+    return cuts
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def answer_sentence(text: str, answer: str) -> str | None:
+    """The sentence of `text` holding `answer` (its first case-insensitive match), narrowed to the
+    clauses around it when longer than LONGEST_SENTENCE words; None when the answer is not there."""
+    answer = answer.strip()
+    at = text.lower().find(answer.lower())
+    if not answer or at < 0:
+        return None
+    stop = at + len(answer)
+    ends = _sentence_ends(text)
+    left = max((m.end() for m in ends if m.end() <= at), default=0)
+    right = min((m.start() + 1 for m in ends if m.start() >= stop), default=len(text))
+    sentence, at, stop = text[left:right], at - left, stop - left
+    if _words(sentence) > LONGEST_SENTENCE:
+        cuts = [0, *_clause_cuts(sentence), len(sentence)]
+        i = max(k for k in range(len(cuts) - 1) if cuts[k] <= at)
+        j = min(k for k in range(1, len(cuts)) if cuts[k] >= stop)
+        while _words(sentence[cuts[i] : cuts[j]]) < SHORTEST_CLAUSES and (i > 0 or j < len(cuts) - 1):
+            i = max(i - 1, 0)
+            if _words(sentence[cuts[i] : cuts[j]]) < SHORTEST_CLAUSES:
+                j = min(j + 1, len(cuts) - 1)
+        sentence = sentence[cuts[i] : cuts[j]].rstrip(" ,;:–—")
+    return sentence.strip(" \n…").strip() or None
+
+
+def cite(sentence: str, n: int) -> str:
+    """The sentence with its citation before the final stop: "... in 1617 [1]." """
+    body = sentence.rstrip()
+    if body.endswith((".", "!", "?")):
+        return f"{body[:-1].rstrip()} [{n}]{body[-1]}"
+    return f"{body} [{n}]."
+
+
+def target(answers: list[str], shown: list[str], gold_shown: bool, style: str = "span") -> tuple[str, str]:
+    """The answer to learn and why: the gold answer (or, style "sentence", its sentence) cited to the
+    first source showing it, else a refusal."""
     for n, text in enumerate(shown, 1):
         t = normalize_answer(text)
         for a in answers:
             if normalize_answer(a) and normalize_answer(a) in t:
-                return f"{a.strip()} [{n}]", ANSWER
+                sentence = answer_sentence(text, a) if style == "sentence" else None
+                return (cite(sentence, n) if sentence else f"{a.strip()} [{n}]"), ANSWER
     return REFUSAL, FOCUSED_AWAY if gold_shown else MISSED
 
 
@@ -123,6 +195,12 @@ def main() -> None:
         "--refusals", type=float, default=0.08, help="largest share of refusal lines (default 0.08)"
     )
     ap.add_argument("--seed", type=int, default=0, help="which refusals are kept under the cap")
+    ap.add_argument(
+        "--answer",
+        choices=("span", "sentence"),
+        default="span",
+        help="what an answer line holds: the gold span, or the source sentence holding it",
+    )
     ap.add_argument(
         "--split",
         choices=("tune", "report"),
@@ -148,7 +226,9 @@ def main() -> None:
             kinds["left out (no source passed the floor)"] += 1
             continue
         gold_shown = any(s.doc_id == r["context_id"] for s in turn.sources)
-        answer, kind = target(r["answers"]["text"], [s.focused or s.text for s in turn.sources], gold_shown)
+        answer, kind = target(
+            r["answers"]["text"], [s.focused or s.text for s in turn.sources], gold_shown, args.answer
+        )
         kinds[kind] += 1
         if kind != FOCUSED_AWAY:
             messages = [m.as_dict() for m in turn.messages] + [{"role": "assistant", "content": answer}]
