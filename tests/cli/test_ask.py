@@ -12,7 +12,7 @@ def test_json_output_has_the_documented_fields(run_cli, home_with_default):
     assert len(lines) == 1
     obj = json.loads(lines[0])
     assert obj["answer"].strip()
-    assert obj["model"] == "SmolLM2-135M-Instruct.Q8_0.gguf"
+    assert obj["model"] == "SmolLM2-135M-grounded.Q8_0.gguf"  # the default
     assert set(obj["usage"]) >= {"prompt_tokens", "completion_tokens"}
     assert 0 < obj["usage"]["completion_tokens"] <= 16
     assert set(obj["timings"]) >= {"load_ms", "ttft_ms", "prefill_tps", "decode_tps"}

@@ -85,6 +85,11 @@ def test_unknown_model_name_lists_known(run_cli, home_with_default):
         "unknown model 'llama-70b'",
         "SmolLM2-135M-Instruct.Q8_0",
     )
+    one_line_error(  # the stock model and the default share a prefix: say both
+        run_cli("ask", "--model", "smollm2", "hi", home=home_with_default),
+        "ambiguous",
+        "SmolLM2-135M-grounded.Q8_0",
+    )
 
 
 def test_no_model_at_all(run_cli, home):
@@ -105,7 +110,7 @@ def test_verbose_shows_traceback(run_cli, home, tmp_path):
 
 
 def test_model_given_by_name_and_prefix(run_cli, home_with_default, tmp_path):
-    for name in ("SmolLM2-135M-Instruct.Q8_0", "smollm2"):
+    for name in ("SmolLM2-135M-Instruct.Q8_0", "smollm2-135m-g"):
         r = run_cli("ask", "--model", name, "-n", "2", "hi", home=home_with_default)
         assert r.returncode == 0, r.stderr
 

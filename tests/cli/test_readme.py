@@ -71,8 +71,10 @@ EXPECT: dict[str, Check] = {
     'echo "What is GGUF?" | assistant ask': _answered,
     'cat build/examples/support-bot.txt | assistant ask "How do I reset the router?"': _answered,
     'assistant ask --json "Hi"': _json_answer,
-    "assistant models": lambda out: "SmolLM2-135M-Instruct.Q8_0.gguf" in out,
-    "assistant models show SmolLM2": lambda out: "SmolLM2" in out and "Q8_0" in out,
+    "assistant models": lambda out: (
+        "SmolLM2-135M-grounded.Q8_0.gguf" in out and "SmolLM2-135M-Instruct" in out
+    ),
+    "assistant models show SmolLM2-135M-grounded": lambda out: "smollm2-grounded" in out and "Q8_0" in out,
     "assistant index add docs/ --collection work": lambda out: "2" in out and "document" in out,
     'assistant ask "Which thread runs llama_decode?"': _answered,
     'assistant search "compute thread" -k 5': lambda out: "ARCHITECTURE.md" in out,
@@ -195,6 +197,8 @@ def _scratch_checkout(tmp_path: Path, models: Path) -> Path:
     for name, copy in (
         ("SmolLM2-135M-Instruct.Q8_0.gguf", True),
         ("SmolLM2-135M-Instruct.Q8_0.gguf.lock.json", True),
+        ("SmolLM2-135M-grounded.Q8_0.gguf", True),
+        ("SmolLM2-135M-grounded.Q8_0.gguf.lock.json", True),
         ("sources", False),
         ("all-MiniLM-L6-v2.gguf", True),
         ("all-MiniLM-L6-v2.gguf.lock.json", True),

@@ -161,7 +161,7 @@ def test_plain_chat_is_saved_and_resumed(run_cli, home_with_default: Path) -> No
         (info,) = store.list_all()
         user, answer = store.messages(info.id)
     assert (user.role, user.content) == ("user", "My name is Ada.") and info.title == "My name is Ada."
-    assert info.model == "SmolLM2-135M-Instruct.Q8_0.gguf"
+    assert info.model == "SmolLM2-135M-grounded.Q8_0.gguf"  # the default
     assert answer.role == "assistant" and answer.content.strip() and answer.content in r.stdout
     assert answer.meta["model"] == info.model and answer.meta["finish_reason"] in ("stop", "length")
     assert answer.meta["prompt_tokens"] > 0 and answer.meta["completion_tokens"] > 0

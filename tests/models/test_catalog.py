@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from support.gguf_factory import write_header_only
 
@@ -39,6 +37,7 @@ def test_list_and_roles(home_with_default, tmp_path):
     (home_with_default / "broken.gguf").write_bytes(b"junk")
     roles = {e.name: e.role for e in list_models(h)}
     assert roles == {
+        "SmolLM2-135M-grounded.Q8_0.gguf": "chat",
         "SmolLM2-135M-Instruct.Q8_0.gguf": "chat",
         "minilm.gguf": "embedding",
         "broken.gguf": "broken",
@@ -48,19 +47,25 @@ def test_list_and_roles(home_with_default, tmp_path):
 
 def test_resolve_by_path_name_stem_prefix(home_with_default):
     h = Home(home_with_default)
-    target = home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf"
-    for spec in (str(target), "SmolLM2-135M-Instruct.Q8_0.gguf", "SmolLM2-135M-Instruct.Q8_0", "smol"):
-        assert resolve_model(spec, h) == target
-    assert resolve_model(None, h) == target
+    stock = home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    for spec in (
+        str(stock),
+        "SmolLM2-135M-Instruct.Q8_0.gguf",
+        "SmolLM2-135M-Instruct.Q8_0",
+        "smollm2-135m-i",
+    ):
+        assert resolve_model(spec, h) == stock
+    assert resolve_model(None, h) == home_with_default / "SmolLM2-135M-grounded.Q8_0.gguf"  # the default
 
 
 def test_default_model_env_and_ambiguity(home_with_default, monkeypatch):
     h = Home(home_with_default)
-    os.symlink(home_with_default / "SmolLM2-135M-Instruct.Q8_0.gguf", home_with_default / "smol-copy.gguf")
-    with pytest.raises(ModelNotFoundError, match="ambiguous"):
+    with pytest.raises(
+        ModelNotFoundError, match="ambiguous: SmolLM2-135M-Instruct.Q8_0, SmolLM2-135M-grounded"
+    ):
         resolve_model("smol", h)
-    monkeypatch.setenv("ASSISTANT_MODEL", "smol-copy.gguf")
-    assert resolve_model(None, h).name == "smol-copy.gguf"
+    monkeypatch.setenv("ASSISTANT_MODEL", "SmolLM2-135M-Instruct.Q8_0.gguf")
+    assert resolve_model(None, h).name == "SmolLM2-135M-Instruct.Q8_0.gguf"
 
 
 def test_sha256_cache_follows_changes(home, tmp_path):

@@ -63,15 +63,21 @@ def test_installed_default_model_matches_pin(default_source_path):
     assert is_installed(DEFAULT_CHAT_MODEL, default_source_path, verify=True)
 
 
-def test_setup_command_is_idempotent(run_cli, home_with_default, default_model_path, tmp_path):
-    # the home already has the model (a copy: a recipe's output must lie inside the home), its lock and
+def test_setup_command_is_idempotent(
+    run_cli, home_with_default, default_model_path, stock_model_path, tmp_path
+):
+    # the home already has the models (copies: a recipe's output must lie inside the home), their locks and
     # source (a symlink): nothing is downloaded or built
-    model = home_with_default / default_model_path.name
-    model.unlink()
-    shutil.copyfile(default_model_path, model)
+    for built in (default_model_path, stock_model_path):
+        model = home_with_default / built.name
+        model.unlink()
+        shutil.copyfile(built, model)
     r = run_cli("setup", home=home_with_default)
     assert r.returncode == 0, r.stderr
     assert "ok  SmolLM2-135M-Instruct.Q8_0.gguf (up to date with its recipe smollm2.toml)" in r.stdout
+    assert (
+        "ok  SmolLM2-135M-grounded.Q8_0.gguf (up to date with its recipe smollm2-grounded.toml)" in r.stdout
+    )
     # the embedding model's BF16 working copy is made by setup where this CPU uses one
     from assistant.knowledge.bf16 import native_bf16
 

@@ -114,7 +114,7 @@ def test_the_assistant_in_a_real_terminal(tmux: Tmux, home_with_default: Path, t
 
     tmux.wait(lambda s: "Ready: SmolLM2" in s, 120, "the model to load")
     screen = tmux.pane()
-    assert "SmolLM2-135M-Instruct · Q8_0" in status_line(screen)
+    assert "SmolLM2-135M-grounded · Q8_0" in status_line(screen)  # which model runs: the default
     assert "no KB" in status_line(screen)
 
     # a question: the answer streams in, then the status bar shows its speed
