@@ -128,16 +128,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=96, help="max tokens of each answer")
     ap.add_argument("--only", help="comma-separated case file names to run")
+    ap.add_argument("--model", help="a GGUF in models/ or a path (default: the default chat model)")
     args = ap.parse_args()
     from assistant.engine import ChatModel, Message, SamplingParams
     from assistant.home import Home
     from assistant.knowledge import grounding
     from assistant.knowledge.ingest import Ingestor
     from assistant.knowledge.kb import KnowledgeBase
+    from assistant.models.catalog import resolve_model
     from assistant.turn import grounding_budget
 
     print(f"# grounding from {grounding.__file__}", file=sys.stderr)
-    chat = ChatModel(MODELS / "SmolLM2-135M-Instruct.Q8_0.gguf")
+    model_path = resolve_model(args.model, Home(MODELS))
+    print(f"# model {model_path.name}", file=sys.stderr)
+    chat = ChatModel(model_path)
     params = SamplingParams().with_(temperature=0.0, max_tokens=args.n)
     count = lambda s: len(chat.tokenize(s))  # noqa: E731
     obeyed = quoted = retrieved = 0
