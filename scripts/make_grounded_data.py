@@ -48,6 +48,7 @@ from calibrate_relevance import mlqa_rows  # noqa: E402  (scripts/ is on sys.pat
 from assistant.engine.sampling import SamplingParams  # noqa: E402
 from assistant.evaluation.metrics import normalize_answer  # noqa: E402
 from assistant.home import Home  # noqa: E402
+from assistant.knowledge.focus import sentences  # noqa: E402
 from assistant.knowledge.ingest import Ingestor  # noqa: E402
 from assistant.knowledge.kb import KnowledgeBase  # noqa: E402
 from assistant.knowledge.retriever import KnowledgeRetriever  # noqa: E402
@@ -99,22 +100,26 @@ MISSED = "refusal (own paragraph not retrieved)"
 FOCUSED_AWAY = "left out (own paragraph shown, answer focused away)"
 
 
-# A sentence ends at . ! or ? (with any closing quote or bracket) before whitespace and a capital,
-# a digit or an opening quote, or at a line break; "Ph.D in" does not end one, nor do an initial
-# ("A. E. George") or a common abbreviation ("e.g. HIV", "St. Louis").
-SENTENCE_END = re.compile(r"""[.!?]["'”’)\]]*\s+(?=["“‘(A-Z0-9])|\n+""")
+# The sentence cut is focus.sentences' (the one the sources were focused with), joined again where a
+# piece ends in an initial or a common abbreviation ("A. E. George", "e.g. HIV", "St. Louis").
 NOT_AN_END = re.compile(r"(?:^|[\s(])(?:[A-Za-z]|e\.g|i\.e|etc|vs|St|Dr|Mr|Mrs|Ms|Jr|Sr|No|c|ca|approx)\.$")
 CLAUSE_END = re.compile(r"[,;:]\s+|\s+[–—]\s+")
 LONGEST_SENTENCE = 24  # words; longer ones are narrowed to the clauses around the answer
 SHORTEST_CLAUSES = 8  # words the narrowed answer grows to, clause by clause
 
 
-def _sentence_ends(text: str) -> list[re.Match[str]]:
-    return [
-        m
-        for m in SENTENCE_END.finditer(text)
-        if not NOT_AN_END.search(text[max(0, m.start() - 8) : m.start() + 1])
-    ]
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for piece in sentences(text):
+        start = text.index(piece, pos)
+        pos = start + len(piece)
+        if spans and NOT_AN_END.search(text[spans[-1][0] : spans[-1][1]].rstrip()):
+            spans[-1] = (spans[-1][0], pos)
+        else:
+            spans.append((start, pos))
+    return spans
 
 
 def _clause_cuts(sentence: str) -> list[int]:
@@ -140,9 +145,9 @@ def answer_sentence(text: str, answer: str) -> str | None:
     if not answer or at < 0:
         return None
     stop = at + len(answer)
-    ends = _sentence_ends(text)
-    left = max((m.end() for m in ends if m.end() <= at), default=0)
-    right = min((m.start() + 1 for m in ends if m.start() >= stop), default=len(text))
+    spans = _sentence_spans(text)
+    left = max((a for a, _ in spans if a <= at), default=0)
+    right = min((b for _, b in spans if b >= stop), default=len(text))
     sentence, at, stop = text[left:right], at - left, stop - left
     if _words(sentence) > LONGEST_SENTENCE:
         cuts = [0, *_clause_cuts(sentence), len(sentence)]
@@ -157,11 +162,11 @@ def answer_sentence(text: str, answer: str) -> str | None:
 
 
 def cite(sentence: str, n: int) -> str:
-    """The sentence with its citation before the final stop: "... in 1617 [1]." """
-    body = sentence.rstrip()
-    if body.endswith((".", "!", "?")):
-        return f"{body[:-1].rstrip()} [{n}]{body[-1]}"
-    return f"{body} [{n}]."
+    """The sentence with its citation before the final stop: "... in 1617 [1].", '... "nonsense" [1].'"""
+    m = re.fullmatch(r"(.*?)\s*([.!?])([\"'”’)\]]*)", sentence.rstrip(), re.S)
+    if m:
+        return f"{m[1]}{m[3]} [{n}]{m[2]}"
+    return f"{sentence.rstrip()} [{n}]."
 
 
 def target(answers: list[str], shown: list[str], gold_shown: bool, style: str = "span") -> tuple[str, str]:

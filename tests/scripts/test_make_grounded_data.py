@@ -71,6 +71,11 @@ def test_long_sentences_narrow_to_the_clauses_around_the_answer(grounded):
 def test_answers_cite_before_the_stop_and_fall_back_to_the_span(grounded):
     assert grounded.cite("It is collenchyma.", 2) == "It is collenchyma [2]."
     assert grounded.cite("the treaty was signed in Geneva", 1) == "the treaty was signed in Geneva [1]."
+    assert grounded.cite('it was "soft-core nonsense."', 1) == 'it was "soft-core nonsense" [1].'
+    assert grounded.cite("(It includes boosts.)", 3) == "(It includes boosts) [3]."
+    # a sentence holding a closing quote keeps it (the sources' own sentence cut, focus.sentences)
+    quoted = 'Intro. Mitchell questioned her "soft-core nonsense." It made money.'
+    assert grounded.answer_sentence(quoted, "soft-core") == 'Mitchell questioned her "soft-core nonsense."'
     shown = ["Nothing relevant here.", SOURCE]
     assert grounded.target(["collenchyma"], shown, True, "sentence") == (
         "Stretchable support is a good way to describe what collenchyma does [2].",
